@@ -1,0 +1,1 @@
+"""tribute.attribution (see DESIGN.md)."""

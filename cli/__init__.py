@@ -1,0 +1,1 @@
+"""The click CLI: each command parses, makes one library call, and renders."""

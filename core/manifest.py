@@ -1,0 +1,115 @@
+"""Run manifests: the config, package versions and input hashes written beside every output.
+
+A stage that writes into a folder calls :func:`write_manifest`; rerunning the stage into the same
+folder with different settings is refused by :func:`check_manifest` rather than silently mixing
+results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import ConfigError, InputError
+from .hashing import file_sha256
+
+MANIFEST_NAME = "manifest.json"
+DEFAULT_PACKAGES = ("tribute", "numpy", "pyarrow", "duckdb", "click")
+
+
+def package_versions(names: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, str | None]:
+    """Installed versions of ``names`` (``None`` where a package is not installed)."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def input_hashes(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
+    """``{path: sha256}`` for each input file or folder."""
+    return {os.fspath(p): file_sha256(p) for p in paths}
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def build_manifest(
+    kind: str,
+    config: Mapping[str, Any],
+    inputs: Iterable[str | os.PathLike] = (),
+    packages: Iterable[str] = DEFAULT_PACKAGES,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A manifest dict: what ran (``kind``), with which ``config``, on which inputs, with what."""
+    return {
+        "kind": kind,
+        "config": dict(config),
+        "inputs": input_hashes(inputs),
+        "packages": package_versions(packages),
+        "python": platform.python_version(),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(dict(extra) if extra else {}),
+    }
+
+
+def write_manifest(folder: str | os.PathLike, manifest: Mapping[str, Any]) -> Path:
+    """Write ``manifest`` as ``folder/manifest.json`` (atomically, sorted keys)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / MANIFEST_NAME
+    atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
+    """Read ``folder/manifest.json``; a missing or corrupt one is an :class:`InputError`."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: missing manifest; rebuild the output in {folder}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: corrupt manifest ({e}); rebuild the output in {folder}") from e
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: corrupt manifest (not an object); rebuild the output in {folder}")
+    return data
+
+
+def check_manifest(folder: str | os.PathLike, kind: str, config: Mapping[str, Any]) -> None:
+    """Refuse to reuse ``folder`` when it holds a ``kind`` run made with a different ``config``."""
+    path = Path(folder) / MANIFEST_NAME
+    if not path.exists():
+        return
+    old = read_manifest(folder)
+    if old.get("kind") != kind:
+        raise ConfigError(f"{folder}: holds a {old.get('kind')!r} run, not {kind!r}; choose another folder")
+    old_cfg = json.loads(json.dumps(old.get("config", {}), sort_keys=True, default=str))
+    new_cfg = json.loads(json.dumps(dict(config), sort_keys=True, default=str))
+    if old_cfg != new_cfg:
+        diff = sorted(k for k in set(old_cfg) | set(new_cfg) if old_cfg.get(k) != new_cfg.get(k))
+        raise ConfigError(
+            f"{folder}: was made with other settings ({', '.join(diff)} differ); "
+            "use the same settings or a new folder"
+        )

@@ -1,0 +1,1 @@
+"""tribute.indexes (see DESIGN.md)."""

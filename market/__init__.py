@@ -1,0 +1,5 @@
+"""The DuckDB workspace and everything stored in it: catalog, evidence, ledger, reports."""
+
+from .workspace import Workspace
+
+__all__ = ["Workspace"]
