@@ -20,6 +20,11 @@ COMMANDS: dict[str, str] = {
     "works": "tribute.cli.catalog_cmds:works",
     "holders": "tribute.cli.catalog_cmds:holders",
     "demo": "tribute.cli.demo:demo",
+    "index": "tribute.cli.index_cmds:index",
+    "scan": "tribute.cli.index_cmds:scan",
+    "attribute": "tribute.cli.attribute_cmds:attribute",
+    "ledger": "tribute.cli.ledger_cmds:ledger",
+    "quote": "tribute.cli.ledger_cmds:quote",
 }
 
 
