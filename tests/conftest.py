@@ -44,6 +44,12 @@ def invoke(runner):
     return _invoke
 
 
-def write_jsonl(path: Path, rows) -> Path:
+def _write_jsonl(path: Path, rows) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def write_jsonl():
+    """``write_jsonl(path, rows) -> path``: write dicts as JSON lines."""
+    return _write_jsonl
