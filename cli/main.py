@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "attribute": "tribute.cli.attribute_cmds:attribute",
     "ledger": "tribute.cli.ledger_cmds:ledger",
     "quote": "tribute.cli.ledger_cmds:quote",
+    "report": "tribute.cli.report_cmds:report",
 }
 
 

@@ -1,0 +1,37 @@
+"""`tribute report`: per-holder HTML / JSON / CSV reports."""
+
+from __future__ import annotations
+
+import click
+
+from .common import open_workspace, workspace_option
+
+
+@click.command()
+@click.option("--holder", "holders", multiple=True, help="Holder name or id (repeatable).")
+@click.option("--all", "all_holders", is_flag=True, help="Every holder, plus an index page.")
+@click.option("--period", help="Ledger period to show (e.g. 2026-11); default: all periods.")
+@click.option("--format", "formats", default="html,json,csv", show_default=True,
+              help="Comma-separated: html, json, csv.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@workspace_option
+def report(holders, all_holders, period, formats, out_dir, workspace) -> None:
+    """Write per-holder reports: where the works were found, how much they mattered, what was done."""
+    from ..market.reports import write_reports
+
+    if bool(holders) == all_holders:
+        raise click.UsageError("give --holder NAME (one or more) or --all")
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    with open_workspace(workspace).connect(read_only=True) as con:
+        if all_holders:
+            def bar(items):
+                with click.progressbar(list(items), label="Rendering reports", err=True) as b:
+                    yield from b
+            written = write_reports(con, out_dir, formats=fmts, period=period, progress=bar)
+        else:
+            written = write_reports(con, out_dir, holders=list(holders), formats=fmts, period=period)
+    for rf in written:
+        main = next((p for p in rf.paths if p.suffix == ".html"), rf.paths[0] if rf.paths else None)
+        click.echo(f"{rf.holder_id}: {main}")
+    if all_holders and "html" in fmts:
+        click.echo(f"Index: {click.format_filename(str(__import__('pathlib').Path(out_dir) / 'index.html'))}")
