@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "ledger": "tribute.cli.ledger_cmds:ledger",
     "quote": "tribute.cli.ledger_cmds:quote",
     "report": "tribute.cli.report_cmds:report",
+    "unlearn": "tribute.cli.unlearn_cmds:unlearn",
 }
 
 
