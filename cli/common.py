@@ -57,3 +57,20 @@ def _fmt(v: Any) -> str:
         return "yes" if v else "no"
     s = str(v)
     return s if len(s) <= 60 else s[:57] + "..."
+
+
+def engine_options(f):
+    """--engine, --workers, --ray-address and --shard for commands that run sharded stages."""
+    opts = [
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Run shards in a local process pool or on Ray (tribute[ray])."),
+        click.option("--workers", type=click.IntRange(1), default=None,
+                     help="Parallel workers (default: 1 for local, the cluster's CPUs for ray)."),
+        click.option("--ray-address", default=None, help="Join an existing Ray cluster (e.g. auto, HOST:6379)."),
+        click.option("--shard", "shard", default=None, metavar="I/N",
+                     help="Run only slice I of N of the shard plan, without an engine (Slurm arrays)."),
+    ]
+
+    for opt in reversed(opts):
+        f = opt(f)
+    return f

@@ -89,7 +89,7 @@ def read_records(
     }[fmt](p)
     seen: dict[str, str] = {}
     for where, row in raw:
-        rec = _to_record(where, row, id_field, text_field)
+        rec = to_record(where, row, id_field, text_field)
         first = seen.get(rec.id)
         if first is not None:
             raise InputError(
@@ -99,7 +99,8 @@ def read_records(
         yield rec
 
 
-def _to_record(where: str, row: Mapping[str, Any], id_field: str, text_field: str) -> Record:
+def to_record(where: str, row: Mapping[str, Any], id_field: str = "id", text_field: str = "text") -> Record:
+    """Validate one raw row (from any format) into a :class:`Record`; ``where`` names it in errors."""
     if id_field not in row or row[id_field] is None or row[id_field] == "":
         raise InputError(f"{where}: missing {id_field!r}; every record needs a non-empty {id_field!r}")
     if text_field not in row or row[text_field] is None:
@@ -202,7 +203,8 @@ def _iter_parquet(p: Path) -> Iterator[tuple[str, dict]]:
         raise InputError(f"{p}: row {row + 1}: unreadable Parquet data ({e}); re-export it") from e
 
 
-def _read_txt_file(p: Path) -> str:
+def read_txt_file(p: Path) -> str:
+    """A text file's contents as UTF-8 (a BOM is dropped); bad bytes are an error naming the line."""
     data = p.read_bytes()
     try:
         return data.decode("utf-8-sig")
@@ -214,7 +216,7 @@ def _read_txt_file(p: Path) -> str:
 
 
 def _iter_txt(p: Path) -> Iterator[tuple[str, dict]]:
-    yield str(p), {"id": p.stem, "text": _read_txt_file(p)}
+    yield str(p), {"id": p.stem, "text": read_txt_file(p)}
 
 
 def _iter_txtdir(p: Path) -> Iterator[tuple[str, dict]]:
@@ -222,7 +224,7 @@ def _iter_txtdir(p: Path) -> Iterator[tuple[str, dict]]:
     if not files:
         raise InputError(f"{p}: folder has no .txt files; put one .txt file per document in it")
     for f in files:
-        yield str(f), {"id": f.stem, "text": _read_txt_file(f)}
+        yield str(f), {"id": f.stem, "text": read_txt_file(f)}
 
 
 def iter_text_batches(records: Iterator[Record], batch_size: int = 1024) -> Iterator[list[Record]]:
@@ -237,4 +239,4 @@ def iter_text_batches(records: Iterator[Record], batch_size: int = 1024) -> Iter
         yield batch
 
 
-__all__ = ["FORMATS", "Record", "detect_format", "read_records", "iter_text_batches"]
+__all__ = ["FORMATS", "Record", "detect_format", "read_records", "read_txt_file", "to_record", "iter_text_batches"]
