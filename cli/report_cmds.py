@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .common import open_workspace, workspace_option
@@ -25,7 +27,7 @@ def report(holders, all_holders, period, formats, out_dir, workspace) -> None:
     with open_workspace(workspace).connect(read_only=True) as con:
         if all_holders:
             def bar(items):
-                with click.progressbar(list(items), label="Rendering reports", err=True) as b:
+                with click.progressbar(list(items), label="Rendering reports", file=sys.stderr) as b:
                     yield from b
             written = write_reports(con, out_dir, formats=fmts, period=period, progress=bar)
         else:

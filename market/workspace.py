@@ -169,12 +169,13 @@ class Workspace:
 
 
 def _current_version(con) -> int:
+    # fetchall, not fetchone: duckdb 2 keeps a half-read result open, which blocks con.register().
     row = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
-    ).fetchone()
+    ).fetchall()[0]
     if not row[0]:
         return 0
-    return int(con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0])
+    return int(con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0])
 
 
 def _check_not_newer(con, path: Path) -> None:

@@ -1,0 +1,589 @@
+"""Exact pool splits: integer amounts that add up to the pool, by largest remainder.
+
+Everything here is pure (numpy / pyarrow in, numpy / pyarrow out, no database), so the ledger,
+its ``--dry-run``, ``tribute ledger verify`` and the benchmark all run the same code.
+
+How a pool of ``A`` minor units is split over rows with weights:
+
+1. Shares are clipped or refused when negative (policy), normalised by their sum per pool and
+   quantised to integer weights ``w = round(share / sum * 2**32)``; the sums are exact integer
+   sums of the shares in 40-bit fixed point (relative to the largest share), so they do not
+   depend on row order.
+2. Each row gets ``floor(A * w / W)`` (exact integer arithmetic; Python integers where int64
+   could overflow), and the ``A - sum(floor)`` leftover units go one each to the rows with the
+   largest remainders ``A * w mod W``.
+3. Ties between equal remainders are broken by a deterministic key: the rank of the row's key
+   (work or holder id) rotated by a seeded hash of the pool's id, so no holder is favoured in
+   every pool; the residual ("unattributed") row always ranks last.
+
+So a pool is paid exactly, nobody gets a negative amount, a larger weight never gets less, equal
+weights differ by at most one minor unit, and the result is the same for any row order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.errors import InputError
+from ..core.hashing import stable_hash64
+
+QUANT_BITS = 32
+QUANT = float(1 << QUANT_BITS)
+TIE_SEED = 20261129
+_I63 = (1 << 63) - 1
+
+
+def _group_sum(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Exact int64 sums per group, whatever the row order (floats only where provably exact)."""
+    if len(values) == 0:
+        return np.zeros(n_groups, dtype=np.int64)
+    vmax = int(np.abs(values).max())
+    cmax = int(np.bincount(group, minlength=n_groups).max())
+    if vmax * cmax < (1 << 53):
+        return np.rint(np.bincount(group, weights=values.astype(np.float64), minlength=n_groups)).astype(np.int64)
+    out = np.zeros(n_groups, dtype=object)
+    np.add.at(out, group, values.astype(object))
+    if any(abs(int(x)) > _I63 for x in out):
+        raise InputError("a pool's total weight exceeds 64 bits; use smaller weights")
+    return out.astype(np.int64)
+
+
+def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tiekey: np.ndarray) -> np.ndarray:
+    """Split ``amount[g]`` over the rows of each group ``g`` by integer ``weight``, exactly.
+
+    Args:
+        group: int64 group index per row (0..G-1).
+        weight: int64 non-negative weight per row.
+        amount: int64 non-negative pool amount per group (length G).
+        tiekey: int64 tie-break key per row (smaller wins a tie).
+
+    Returns:
+        int64 amount per row (in the input order); per group they add up to ``amount[g]``.
+
+    Raises:
+        InputError: a group with a positive amount has zero total weight.
+    """
+    group = np.asarray(group, dtype=np.int64)
+    weight = np.asarray(weight, dtype=np.int64)
+    amount = np.asarray(amount, dtype=np.int64)
+    tiekey = np.asarray(tiekey, dtype=np.int64)
+    n, g_count = len(group), len(amount)
+    if n == 0:
+        if np.any(amount != 0):
+            raise InputError("a pool with money has no rows to pay; give it a residual row")
+        return np.zeros(0, dtype=np.int64)
+    if np.any(weight < 0) or np.any(amount < 0):
+        raise InputError("negative weight or pool amount; weights and pools must be >= 0")
+    total_w = _group_sum(group, weight, g_count)
+    if np.any((amount > 0) & (total_w == 0)):
+        bad = int(np.flatnonzero((amount > 0) & (total_w == 0))[0])
+        raise InputError(f"pool {bad} has money but no weight to split it by; give it a residual row")
+    max_w = int(weight.max())
+    if int(amount.max()) > _I63 // max(max_w, 1):
+        return _split_exact_objects(group, weight, amount, tiekey, total_w)
+    w_row = total_w[group]
+    ok = w_row > 0
+    num = amount[group] * weight
+    fl = np.zeros(n, dtype=np.int64)
+    fl[ok] = num[ok] // w_row[ok]
+    rem = num - fl * np.where(ok, w_row, 0)
+    left = amount - _group_sum(group, fl, g_count)
+    # rank rows inside each group by remainder (desc), then by tie key (asc)
+    span = 1 << 33
+    if int(total_w.max()) < span and g_count < (1 << 29):
+        key = group * span + (span - 1 - rem)
+        order = np.argsort(key, kind="quicksort")
+        ks = key[order]
+        eq = ks[1:] == ks[:-1]
+        if eq.any():  # equal remainders in a group: order those runs by tie key
+            in_run = np.zeros(n, dtype=bool)
+            in_run[1:] |= eq
+            in_run[:-1] |= eq
+            idx = np.flatnonzero(in_run)
+            sub = order[idx]
+            order[idx] = sub[np.lexsort((tiekey[sub], ks[idx]))]
+    else:
+        order = np.lexsort((tiekey, -rem, group))
+    counts = np.bincount(group, minlength=g_count)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    gs = group[order]
+    pos = np.arange(n, dtype=np.int64) - starts[gs]
+    fl[order] += (pos < left[gs]).astype(np.int64)
+    return fl
+
+
+def _split_exact_objects(group, weight, amount, tiekey, total_w) -> np.ndarray:
+    """The same split with Python integers, for pools whose products exceed 64 bits."""
+    out = np.zeros(len(group), dtype=np.int64)
+    order = np.argsort(group, kind="stable")
+    bounds = np.flatnonzero(np.diff(group[order])) + 1
+    for rows in np.split(order, bounds):
+        g = int(group[rows[0]])
+        a, wt = int(amount[g]), int(total_w[g])
+        if wt == 0:
+            continue
+        num = [a * int(weight[i]) for i in rows]
+        fl = [x // wt for x in num]
+        left = a - sum(fl)
+        ranked = sorted(range(len(rows)), key=lambda j: (-(num[j] % wt), int(tiekey[rows[j]])))
+        for j in ranked[:left]:
+            fl[j] += 1
+        out[rows] = fl
+    return out
+
+
+FIXED_BITS = 40
+
+
+def quantise(share: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Integer weights ``round(share / group_sum * 2**32)``, independent of row order.
+
+    Shares are first scaled by the largest share and rounded to 40-bit fixed point, so the group
+    sums are exact integer sums (the same for any row order).
+    """
+    share = np.asarray(share, dtype=np.float64)
+    group = np.asarray(group, dtype=np.int64)
+    if len(share) == 0:
+        return np.zeros(0, dtype=np.int64)
+    m = float(share.max())
+    if m <= 0:
+        return np.zeros(len(share), dtype=np.int64)
+    fixed = np.floor(share / m * float(1 << FIXED_BITS) + 0.5).astype(np.int64)
+    sums = _group_sum(group, fixed, n_groups)
+    denom = sums[group].astype(np.float64)
+    if (sums > 0).all():
+        return np.floor(fixed / denom * QUANT + 0.5).astype(np.int64)
+    q = np.zeros(len(share), dtype=np.int64)
+    ok = denom > 0
+    q[ok] = np.floor(fixed[ok] / denom[ok] * QUANT + 0.5).astype(np.int64)
+    return q
+
+
+def rank_strings(values) -> tuple[np.ndarray, int]:
+    """Rank of each value among the sorted distinct non-null values; nulls rank last."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(values, pa.string()) if not isinstance(values, (pa.Array, pa.ChunkedArray)) else values
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    enc = pc.dictionary_encode(arr)
+    dictionary = enc.dictionary
+    k = len(dictionary)
+    by_value = pc.array_sort_indices(dictionary).to_numpy().astype(np.int64) if k else np.zeros(0, np.int64)
+    rank_of_code = np.empty(k, dtype=np.int64)
+    rank_of_code[by_value] = np.arange(k, dtype=np.int64)
+    idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    out = np.where(idx >= 0, rank_of_code[np.maximum(idx, 0)] if k else 0, k)
+    return out.astype(np.int64), k
+
+
+_HASH_CACHE: dict[int, tuple[list, np.ndarray]] = {}
+
+
+def _id_hashes(ids: list) -> np.ndarray:
+    """Seeded 64-bit hashes of pool ids (cached for the last list seen: one batch hashes once)."""
+    hit = _HASH_CACHE.get(id(ids))
+    if hit is not None and hit[0] is ids:
+        return hit[1]
+    h = np.fromiter((stable_hash64(str(x).encode("utf-8"), TIE_SEED) for x in ids), dtype=np.uint64, count=len(ids))
+    _HASH_CACHE.clear()
+    _HASH_CACHE[id(ids)] = (ids, h)
+    return h
+
+
+def rotate_ties(rank: np.ndarray, k: int, group_ids: list[str], group: np.ndarray) -> np.ndarray:
+    """Tie keys: ``(rank + offset(pool)) mod k`` per row; rank ``k`` (the residual) stays last."""
+    offs = _id_hashes(group_ids) % np.uint64(max(k, 1))
+    offs = offs.astype(np.int64)
+    rot = (rank + offs[group]) % max(k, 1)
+    return np.where(rank >= k, k, rot).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# One allocation batch: revenue events -> platform / training pool / output pool -> accounts
+
+SHARE_COLUMNS = ("output_id", "work_id", "holder_id", "share")
+EXPOSURE_COLUMNS = ("work_id", "holder_id", "weight")
+
+
+@dataclass
+class Allocation:
+    """The outcome of allocating a batch of revenue events (nothing written yet).
+
+    ``detail`` has one row per amount (pool, event_key, output_id, work_id, holder_id, account,
+    share, weight, amount); ``split`` and ``distribute`` are the posting lines ``{account:
+    minor units}`` of the two transactions (revenue split, pool distribution); each sums to 0.
+    """
+
+    detail: "object"
+    split: dict[str, int]
+    distribute: dict[str, int]
+    stats: dict[str, int]
+
+
+def holder_account(holder_id: str) -> str:
+    return f"holder:{holder_id}"
+
+
+def _lines(accounts, amounts) -> dict[str, int]:
+    """``{account: sum of amounts}`` (exact int64 sums by Arrow's hash aggregation)."""
+    import pyarrow as pa
+
+    t = pa.table({"a": accounts, "v": pa.array(amounts, pa.int64()) if not isinstance(amounts, (pa.Array, pa.ChunkedArray)) else amounts})
+    if t.num_rows == 0:
+        return {}
+    g = t.group_by("a").aggregate([("v", "sum")])
+    return {a: int(v) for a, v in zip(g.column("a").to_pylist(), g.column("v_sum").to_pylist()) if a is not None}
+
+
+def _merge(*parts: dict[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for p in parts:
+        for k, v in p.items():
+            out[k] = out.get(k, 0) + int(v)
+    return {k: v for k, v in sorted(out.items()) if v != 0}
+
+
+def _col(table, name: str, kind: str):
+    import pyarrow as pa
+
+    if name not in table.column_names:
+        raise InputError(f"{kind}: missing column {name!r}; expected columns {', '.join(SHARE_COLUMNS if kind == 'attribution shares' else EXPOSURE_COLUMNS)}")
+    c = table.column(name)
+    return c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c
+
+
+def compute_allocation(policy, events, shares=None, exposure=None, *, prior_holder: dict[str, int] | None = None,
+                       fee_works: set[str] | frozenset = frozenset()) -> Allocation:
+    """Allocate ``events`` (pyarrow: event_key, output_id, amount) under ``policy``.
+
+    Args:
+        policy: a :class:`~tribute.market.policy.PricingPolicy`.
+        events: revenue events of one currency and period; ``amount`` in integer minor units.
+        shares: attribution shares (output_id, work_id, holder_id, share); one row per output
+            with a null work_id is its explicit unattributed share. Outputs without rows go to
+            the residual account.
+        exposure: training exposure (work_id, holder_id, weight), any number of rows per work.
+        prior_holder: royalties each holder already received in this period (for the cap).
+        fee_works: works already paid their fixed fee in this period.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    events = events.combine_chunks()
+    if shares is not None:
+        shares = shares.combine_chunks()
+    n_ev = events.num_rows
+    ev_keys = events.column("event_key").to_pylist()
+    ev_out = events.column("output_id")
+    amount = events.column("amount").to_numpy().astype(np.int64)
+    if np.any(amount < 0):
+        raise InputError("revenue events: negative amount; book refunds as adjustments, not negative revenue")
+    # 1. revenue split, 3 rows per event: platform, training pool, output pool
+    sw = np.array(policy.split_weights(), dtype=np.int64)
+    g3 = np.repeat(np.arange(n_ev, dtype=np.int64), 3)
+    tie3 = rotate_ties(np.tile(np.arange(3, dtype=np.int64), n_ev), 3, ev_keys, g3)
+    parts = split_exact(g3, np.tile(sw, n_ev), amount, tie3).reshape(n_ev, 3) if n_ev else np.zeros((0, 3), np.int64)
+    plat, train, outp = parts[:, 0], parts[:, 1], parts[:, 2]
+
+    detail: list = []
+    split_accounts = np.array(["platform", "pool:training", "pool:output"], dtype=object)
+    detail.append(pa.table({
+        "pool": pa.array(["split"] * (3 * n_ev), pa.string()),
+        "event_key": pa.array(np.repeat(np.array(ev_keys, dtype=object), 3), pa.string()),
+        "output_id": pa.array(np.repeat(np.array(ev_out.to_pylist(), dtype=object), 3), pa.string()),
+        "work_id": pa.nulls(3 * n_ev, pa.string()),
+        "holder_id": pa.nulls(3 * n_ev, pa.string()),
+        "account": pa.array(np.tile(split_accounts, n_ev), pa.string()),
+        "share": pa.nulls(3 * n_ev, pa.float64()),
+        "weight": pa.array(np.tile(sw, n_ev), pa.int64()),
+        "amount": pa.array(parts.reshape(-1), pa.int64()),
+    }))
+
+    # 2. output pool, per event, by attribution shares
+    out_detail, n_unshared, out_lines = _output_pool(policy, events, shares, outp, ev_keys)
+    detail.append(out_detail)
+    # 3. training pool, the batch's total, by exposure
+    t_total = int(train.sum())
+    tr_detail, n_works = _training_pool(policy, exposure, t_total)
+    detail.append(tr_detail)
+    tr_lines = _lines(tr_detail.column("account"), tr_detail.column("amount"))
+    royalty_lines = _merge(out_lines, tr_lines)
+    # 4. caps per holder and period
+    cap_detail = _caps(policy, royalty_lines, prior_holder or {})
+    detail.append(cap_detail)
+    # 5. fixed fee per exposed work (once per period), paid by the platform
+    fee_detail = _fees(policy, exposure, fee_works)
+    detail.append(fee_detail)
+    table = pa.concat_tables(detail)
+
+    revenue = int(amount.sum())
+    split = _merge({"world:revenue": -revenue, "platform": int(plat.sum()),
+                    "pool:training": t_total, "pool:output": int(outp.sum())})
+    small = pa.concat_tables([cap_detail, fee_detail])
+    fee_total = int(pc.sum(fee_detail.column("amount")).as_py() or 0)
+    dist = _merge(
+        {"pool:output": -int(outp.sum()), "pool:training": -t_total, "platform": -fee_total},
+        royalty_lines, _lines(small.column("account"), small.column("amount")),
+    )
+    stats = {"events": n_ev, "revenue": revenue, "platform": int(plat.sum()), "training_pool": t_total,
+             "output_pool": int(outp.sum()), "outputs_without_shares": n_unshared, "exposed_works": n_works,
+             "fees": fee_total, "rows": table.num_rows}
+    return Allocation(detail=table, split=split, distribute=dist, stats=stats)
+
+
+def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n_ev = events.num_rows
+    ev_idx = pa.table({"_ev": pa.array(np.arange(n_ev, dtype=np.int64)), "output_id": events.column("output_id")})
+    if shares is not None and shares.num_rows:
+        missing = [c for c in SHARE_COLUMNS if c not in shares.column_names]
+        if missing:
+            raise InputError(f"attribution shares: missing column {missing[0]!r}; expected columns "
+                             f"{', '.join(SHARE_COLUMNS)}")
+        pre = [c for c in ("_ev", "_wrank", "_hcode") if c in shares.column_names]
+        s = shares.select(list(SHARE_COLUMNS) + pre)
+        if "_ev" in pre:
+            # the caller (the ledger, in DuckDB) already matched rows to events
+            j = s.filter(pc.is_valid(s.column("_ev"))) if s.column("_ev").null_count else s
+        elif pc.count_distinct(ev_idx.column("output_id")).as_py() == n_ev:
+            # one event per output (the usual case): a hash lookup instead of a join
+            pos = pc.index_in(s.column("output_id"), value_set=ev_idx.column("output_id").combine_chunks()
+                              if isinstance(ev_idx.column("output_id"), pa.ChunkedArray) else ev_idx.column("output_id"))
+            s = s.append_column("_ev", pc.cast(pos, pa.int64())).filter(pc.is_valid(pos))
+            j = s
+        else:
+            j = ev_idx.join(s, "output_id", join_type="inner")
+    else:
+        j = None
+    if j is not None and j.num_rows:
+        j = j.combine_chunks()
+        ev = j.column("_ev").to_numpy().astype(np.int64, copy=False)
+        share = j.column("share").to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        work = j.column("work_id").chunk(0) if j.column("work_id").num_chunks else pa.array([], pa.string())
+        holder = j.column("holder_id").chunk(0) if j.column("holder_id").num_chunks else pa.array([], pa.string())
+        if not np.isfinite(share).all():
+            raise InputError("attribution shares: a share is NaN or infinite; recompute the attribution run")
+        if np.any(share < 0):
+            if policy.negative == "error":
+                raise InputError("attribution shares: negative share (policy output_pool.negative = \"error\"); "
+                                 "fix the run or set negative = \"clip\"")
+            share = np.maximum(share, 0.0)
+        if "_wrank" in j.column_names and "_hcode" in j.column_names:
+            is_res = j.column("_wrank").is_null().to_numpy(zero_copy_only=False)
+            bad_holder = ~is_res & j.column("_hcode").is_null().to_numpy(zero_copy_only=False)
+        else:
+            is_res = work.is_null().to_numpy(zero_copy_only=False)
+            bad_holder = ~is_res & holder.is_null().to_numpy(zero_copy_only=False)
+        if bad_holder.any():
+            raise InputError("attribution shares: a row names a work but no holder_id; fill holder_id")
+    else:
+        ev = np.zeros(0, np.int64)
+        share = np.zeros(0)
+        work = pa.array([], pa.string())
+        holder = pa.array([], pa.string())
+        is_res = np.zeros(0, bool)
+    # every event gets one residual row (weight 0 unless the input or the rules put some there)
+    has_rows = np.bincount(ev, minlength=n_ev) > 0 if len(ev) else np.zeros(n_ev, bool)
+    if j is not None and "_wrank" in j.column_names:
+        wr = j.column("_wrank").fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        k = int(wr.max()) + 1 if len(wr) else 0
+        rank = np.where(wr < 0, k, wr)
+    else:
+        rank, k = rank_strings(work)
+    w = quantise(share, ev, n_ev)
+    tie = rotate_ties(rank, k, ev_keys, ev) if len(ev) else np.zeros(0, np.int64)
+    attributed = ~is_res
+    moved = np.zeros(n_ev, dtype=np.int64)
+    keep = attributed.copy()
+    if policy.min_share > 0:
+        floor_w = int(policy.min_share * (1 << QUANT_BITS))
+        tiny = attributed & (w < floor_w)
+        keep &= ~tiny
+    if policy.top_k > 0 and len(ev):
+        order = np.lexsort((tie, -w, ~attributed, ev))
+        g = ev[order]
+        counts = np.bincount(g, minlength=n_ev)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        pos = np.empty(len(ev), np.int64)
+        pos[order] = np.arange(len(ev)) - starts[g]
+        keep &= pos < policy.top_k
+    dropped = attributed & ~keep
+    if dropped.any():
+        np.add.at(moved, ev[dropped], w[dropped])
+    res_w_input = np.zeros(n_ev, dtype=np.int64)
+    if is_res.any():
+        np.add.at(res_w_input, ev[is_res], w[is_res])
+    res_share = np.zeros(n_ev)
+    if is_res.any():
+        np.add.at(res_share, ev[is_res], share[is_res])
+    res_w = res_w_input + (moved if policy.residual == "unattributed" else 0)
+    res_w = np.where(~has_rows, 1, res_w)
+    kw = keep
+    n_keep = int(kw.sum())
+    grp = np.concatenate([ev[kw], np.arange(n_ev, dtype=np.int64)])
+    wts = np.concatenate([w[kw], res_w])
+    ties = np.concatenate([tie[kw], np.full(n_ev, max(k, 1) + 1, np.int64)])
+    tot = _group_sum(grp, wts, n_ev)
+    # a group whose kept weight is zero (all shares clipped to 0) pays its residual row
+    res_w = np.where(tot == 0, 1, res_w)
+    wts[len(wts) - n_ev:] = res_w
+    amounts = split_exact(grp, wts, outp, ties)
+    kidx = np.flatnonzero(kw)
+    holders_k = holder.take(pa.array(kidx)) if n_keep else pa.array([], pa.string())
+    works_k = work.take(pa.array(kidx)) if n_keep else pa.array([], pa.string())
+    if n_keep and "_hcode" in j.column_names:
+        # holder codes from the caller: per-holder totals by bincount, names from the first row per code
+        hc = j.column("_hcode").fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)[kidx]
+        n_h = int(hc.max()) + 1
+        first = np.full(n_h, -1, dtype=np.int64)
+        first[hc[::-1]] = np.arange(n_keep - 1, -1, -1, dtype=np.int64)
+        names = holders_k.take(pa.array(first[first >= 0]))
+        code_pos = np.cumsum(first >= 0) - 1
+        acc_dict = pc.binary_join_element_wise("holder:", names.cast(pa.string()), "")
+        acc_k = acc_dict.take(pa.array(code_pos[hc]))
+        sums = np.rint(np.bincount(code_pos[hc], weights=amounts[:n_keep].astype(np.float64),
+                                   minlength=len(names))).astype(np.int64)
+        lines = {a: int(v) for a, v in zip(acc_dict.to_pylist(), sums.tolist())}
+    elif n_keep:
+        enc = pc.dictionary_encode(holders_k)
+        acc_dict = pc.binary_join_element_wise("holder:", enc.dictionary.cast(pa.string()), "")
+        acc_k = acc_dict.take(enc.indices)
+        idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        sums = np.rint(np.bincount(idx, weights=amounts[:n_keep].astype(np.float64),
+                                   minlength=len(acc_dict))).astype(np.int64)
+        lines = {a: int(v) for a, v in zip(acc_dict.to_pylist(), sums.tolist())}
+    else:
+        acc_k = pa.array([], pa.string())
+        lines = {}
+    ev_out = events.column("output_id")
+    if isinstance(ev_out, pa.ChunkedArray):
+        ev_out = ev_out.combine_chunks()
+    ev_keys_arr = pa.array(ev_keys, pa.string())
+    # residual rows that carry nothing are noise: keep those with weight or money only
+    res_amt = amounts[n_keep:]
+    rk = np.flatnonzero((res_amt > 0) | (res_w > 0))
+    n_res = len(rk)
+    rk_arr = pa.array(rk, pa.int64())
+    res_share_arr = np.where(has_rows, res_share, np.nan)[rk]
+    ev_k = pa.array(ev[kw], pa.int64())
+    table = pa.table({
+        "pool": pa.repeat(pa.scalar("output", pa.string()), n_keep + n_res),
+        "event_key": pa.concat_arrays([ev_keys_arr.take(ev_k), ev_keys_arr.take(rk_arr)]),
+        "output_id": pa.concat_arrays([ev_out.take(ev_k).cast(pa.string()), ev_out.take(rk_arr).cast(pa.string())]),
+        "work_id": pa.concat_arrays([works_k.cast(pa.string()), pa.nulls(n_res, pa.string())]),
+        "holder_id": pa.concat_arrays([holders_k.cast(pa.string()), pa.nulls(n_res, pa.string())]),
+        "account": pa.concat_arrays([acc_k.cast(pa.string()),
+                                     pa.repeat(pa.scalar(policy.output_residual_account, pa.string()), n_res)]),
+        "share": pa.concat_arrays([pa.array(share[kw], pa.float64()),
+                                   pa.array(res_share_arr, pa.float64(), from_pandas=True)]),
+        "weight": pa.array(np.concatenate([wts[:n_keep], res_w[rk]]), pa.int64()),
+        "amount": pa.array(np.concatenate([amounts[:n_keep], res_amt[rk]]), pa.int64()),
+    })
+    res_total = int(res_amt.sum())
+    if res_total:
+        lines[policy.output_residual_account] = lines.get(policy.output_residual_account, 0) + res_total
+    return table, int((~has_rows).sum()), lines
+
+
+def _training_pool(policy, exposure, total: int):
+    import pyarrow as pa
+
+    empty = exposure is None or exposure.num_rows == 0
+    if not empty:
+        for c in EXPOSURE_COLUMNS:
+            _col(exposure, c, "exposure")
+        agg = aggregate_exposure(exposure)
+        works = agg.column("work_id").to_pylist()
+        if len(set(works)) != len(works):
+            raise InputError("exposure: a work appears with two different holder_id values; fix the exposure table")
+        if any(w is None for w in works) or any(h is None for h in agg.column("holder_id").to_pylist()):
+            raise InputError("exposure: a row has no work_id or holder_id; fill them")
+        wt = agg.column("weight_sum").to_numpy(zero_copy_only=False).astype(np.float64)
+        if np.any(~np.isfinite(wt)) or np.any(wt < 0):
+            raise InputError("exposure: weights must be finite and >= 0")
+        empty = not (wt > 0).any()
+    if empty:
+        rows = [] if total == 0 else [(None, None, policy.training_residual_account, None, 1, total)]
+        n = 0
+    else:
+        order = np.argsort(np.array(works, dtype=object), kind="stable")
+        works = [works[i] for i in order]
+        holders = [agg.column("holder_id").to_pylist()[i] for i in order]
+        wt = wt[order]
+        g = np.zeros(len(works), np.int64)
+        q = quantise(wt, g, 1)
+        rank = np.arange(len(works), dtype=np.int64)
+        tie = rotate_ties(rank, len(works), ["training"], g)
+        amounts = split_exact(g, q, np.array([total], np.int64), tie)
+        rows = [(w, h, holder_account(h), float(x), int(qq), int(a))
+                for w, h, x, qq, a in zip(works, holders, wt, q, amounts) if qq > 0 or a > 0]
+        n = len(rows)
+    return pa.table({
+        "pool": pa.array(["training"] * len(rows), pa.string()),
+        "event_key": pa.nulls(len(rows), pa.string()),
+        "output_id": pa.nulls(len(rows), pa.string()),
+        "work_id": pa.array([r[0] for r in rows], pa.string()),
+        "holder_id": pa.array([r[1] for r in rows], pa.string()),
+        "account": pa.array([r[2] for r in rows], pa.string()),
+        "share": pa.array([r[3] for r in rows], pa.float64()),
+        "weight": pa.array([r[4] for r in rows], pa.int64()),
+        "amount": pa.array([r[5] for r in rows], pa.int64()),
+    }), n
+
+
+def aggregate_exposure(exposure):
+    """Exposure summed per (work_id, holder_id), sorted by work; row-order independent."""
+    import pyarrow as pa
+
+    for c in EXPOSURE_COLUMNS:
+        _col(exposure, c, "exposure")
+    t = exposure.select(list(EXPOSURE_COLUMNS)).cast(
+        pa.schema([("work_id", pa.string()), ("holder_id", pa.string()), ("weight", pa.float64())]))
+    t = t.sort_by([("work_id", "ascending"), ("holder_id", "ascending"), ("weight", "ascending")])
+    agg = t.group_by(["work_id", "holder_id"], use_threads=False).aggregate([("weight", "sum")])
+    return agg.sort_by([("work_id", "ascending"), ("holder_id", "ascending")])
+
+
+def _empty_detail(pool: str, rows: list[tuple]):
+    import pyarrow as pa
+
+    return pa.table({
+        "pool": pa.array([pool] * len(rows), pa.string()),
+        "event_key": pa.nulls(len(rows), pa.string()),
+        "output_id": pa.nulls(len(rows), pa.string()),
+        "work_id": pa.array([r[0] for r in rows], pa.string()),
+        "holder_id": pa.array([r[1] for r in rows], pa.string()),
+        "account": pa.array([r[2] for r in rows], pa.string()),
+        "share": pa.nulls(len(rows), pa.float64()),
+        "weight": pa.nulls(len(rows), pa.int64()),
+        "amount": pa.array([r[3] for r in rows], pa.int64()),
+    })
+
+
+def _caps(policy, royalty_lines: dict[str, int], prior: dict[str, int]):
+    rows: list[tuple] = []
+    if policy.cap_per_holder > 0:
+        got = {a.split(":", 1)[1]: v for a, v in royalty_lines.items() if a.startswith("holder:")}
+        for h, amt in sorted(got.items()):
+            before = int(prior.get(h, 0))
+            excess = min(amt, max(0, before + amt - policy.cap_per_holder))
+            if excess > 0:
+                rows.append((None, h, holder_account(h), -excess))
+                rows.append((None, h, policy.cap_excess_account, excess))
+    return _empty_detail("cap", rows)
+
+
+def _fees(policy, exposure, fee_works):
+    rows: list[tuple] = []
+    if policy.fixed_fee_per_work > 0 and exposure is not None and exposure.num_rows:
+        pairs = sorted(set(zip(exposure.column("work_id").to_pylist(), exposure.column("holder_id").to_pylist())))
+        for w, h in pairs:
+            if w is not None and h is not None and w not in fee_works:
+                rows.append((w, h, holder_account(h), policy.fixed_fee_per_work))
+    return _empty_detail("fee", rows)
