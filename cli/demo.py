@@ -158,10 +158,27 @@ def run_demo(workspace: str | Path, *, force: bool = False, echo: Callable[[str]
     n_docs = sum(1 for _ in open(data / "training.jsonl", encoding="utf-8"))
     echo(f"[3] Built a training corpus of {n_docs} documents with {len(truth)} planted copies "
          f"of the works: {data / 'training.jsonl'}")
+    summary: dict = {"workspace": str(ws.path), "works": len(res.added), "holders": len(holders),
+                     "training_docs": n_docs, "planted": len(truth)}
+
+    from . import index_cmds
+
     echo("")
-    echo(f"Next: `tribute works list --workspace {ws.path}`")
-    return {"workspace": str(ws.path), "works": len(res.added), "holders": len(holders),
-            "training_docs": n_docs, "planted": len(truth)}
+    echo("[4] Index the works and scan the training corpus (where are the works?)")
+    summary["scan_corpus"] = index_cmds.demo_step(ws, echo)
+
+    echo("")
+    echo("[9] Write the reports")
+    from ..market.reports import write_reports
+
+    with ws.connect(read_only=True) as con:
+        written = write_reports(con, ws.path / "reports")
+    index_page = ws.path / "reports" / "index.html"
+    echo(f"      {len(written)} holder reports (HTML, JSON, CSV); open {index_page}")
+    summary["reports"] = str(index_page)
+    echo("")
+    echo(f"Next: `tribute works list --workspace {ws.path}`, or open {index_page} in a browser.")
+    return summary
 
 
 @click.command()

@@ -80,6 +80,8 @@ def register_section(name: str, fn: Section) -> None:
 
 def holder_report(con, holder: str, *, period: str | None = None) -> dict[str, Any]:
     """All report data for one holder, JSON-ready (no timestamp of generation)."""
+    from . import report_sections  # noqa: F401  (registers the evidence/attribution/ledger sections)
+
     h = resolve_holder(con, holder)
     data: dict[str, Any] = {"holder": {"holder_id": h["holder_id"], "name": h["name"]}, "period": period}
     for name, fn in SECTIONS:

@@ -121,3 +121,33 @@ def test_report_renders_in_a_real_browser(filled, tmp_path):
     dom = subprocess.run(base + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert "<h1>Acme Press</h1>" in dom
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom and not re.search(r"<script[\s>]", dom)
+
+
+def test_evidence_sections_equal_the_workspace(filled, tmp_path, write_jsonl):
+    """With a corpus scan and an outputs scan, the report's numbers are the workspace's."""
+    from tribute.cli.index_cmds import build_index, run_scan
+
+    w1 = WORKS[0]["text"]
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [
+        {"id": "d1", "text": "Some unrelated opening words here. " + w1 + " And a tail of other words."},
+        {"id": "d2", "text": "Nothing to see in this document at all, just ordinary filler text."},
+    ])
+    outputs = write_jsonl(tmp_path / "outputs.jsonl", [{"id": "o1", "text": "The model said: " + w1}])
+    build_index(filled, kinds="exact")
+    run_scan(filled, corpus, "corpus")
+    run_scan(filled, outputs, "outputs")
+    _write(filled, tmp_path / "r")
+    data = json.loads((tmp_path / "r" / "acme-press" / "report.json").read_text())
+    with filled.connect(read_only=True) as con:
+        covered = dict(con.execute(
+            "SELECT work_id, sum(covered_words) FROM scan_exposure JOIN scans USING (scan_id) "
+            "WHERE holder_id = 'acme-press' AND target = 'corpus' GROUP BY ALL").fetchall())
+    got = {r["work_id"]: r["covered_words"] for r in data["exposure"]["exposure_by_work"]}
+    assert got == {"w1": covered["w1"], "w2": 0} and covered["w1"] == len(w1.split())
+    assert data["exposure"]["top_documents"][0]["doc_id"] == "d1"
+    ex = data["exposure"]["corpus_examples"][0]
+    assert "".join(s["text"] for s in ex["doc"] if s["mark"]).split() == w1.rstrip(".").split()
+    assert [o["output_id"] for o in data["outputs"]["reproducing_outputs"]] == ["o1"]
+    html = (tmp_path / "r" / "acme-press" / "report.html").read_text()
+    assert "<mark>" in html and "Where the works were found" in html and "<svg" in html
+    assert "1 of 1 scanned model outputs reproduce" in html

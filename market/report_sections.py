@@ -1,0 +1,184 @@
+"""Report sections over the evidence, attribution, unlearning and ledger tables.
+
+Each builder is ``fn(con, holder_id, period) -> dict | None`` and returns None when the workspace
+has no data of its kind yet. Texts shown with highlights are returned as segment lists
+(``[{"text": ..., "mark": bool}]``) so that the template, not this code, escapes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .reports import _rows, register_section, table_exists
+
+TOP_DOCS = 8
+CONTEXT = 160  # characters of context around a highlighted span
+MAX_MARK = 600  # a longer highlighted span shows its start and end only
+
+
+def _segments(text: str, spans: Iterable[tuple[int, int]], lo: int | None = None, hi: int | None = None) -> list[dict]:
+    """Split ``text[lo:hi]`` into plain and marked segments for the given (start, end) spans."""
+    spans = sorted((max(0, s), min(len(text), e)) for s, e in spans if e > s)
+    if not spans:
+        return [{"text": text[lo or 0: hi if hi is not None else len(text)], "mark": False}]
+    lo = max(0, spans[0][0] - CONTEXT) if lo is None else lo
+    hi = min(len(text), spans[-1][1] + CONTEXT) if hi is None else hi
+    out: list[dict] = []
+    pos = lo
+    if lo > 0:
+        out.append({"text": "…", "mark": False})
+    for s, e in spans:
+        s, e = max(s, pos), min(e, hi)
+        if e <= s:
+            continue
+        if s > pos:
+            gap = text[pos:s]
+            if len(gap) > 2 * CONTEXT:
+                gap = gap[:CONTEXT] + " … " + gap[-CONTEXT:]
+            out.append({"text": gap, "mark": False})
+        if e - s > MAX_MARK:
+            head, tail = MAX_MARK * 2 // 3, MAX_MARK // 3
+            out += [{"text": text[s:s + head], "mark": True},
+                    {"text": f" … [{e - s - head - tail:,} more matching characters] … ", "mark": False},
+                    {"text": text[e - tail:e], "mark": True}]
+        else:
+            out.append({"text": text[s:e], "mark": True})
+        pos = e
+    if pos < hi:
+        out.append({"text": text[pos:hi], "mark": False})
+    if hi < len(text):
+        out.append({"text": "…", "mark": False})
+    return out
+
+
+def _doc_texts(source: str, ids: set[str]) -> dict[str, str]:
+    """The texts of ``ids`` from a scanned source, if it is still readable (else an empty dict)."""
+    from ..core.errors import TributeError
+    from ..core.readers import read_records
+
+    found: dict[str, str] = {}
+    if not ids:
+        return found
+    try:
+        for rec in read_records(source):
+            if rec.id in ids:
+                found[rec.id] = rec.text
+                if len(found) == len(ids):
+                    break
+    except (TributeError, OSError):
+        return {}
+    return found
+
+
+def _latest_scan(con, target: str) -> dict[str, Any] | None:
+    if not table_exists(con, "scans"):
+        return None
+    rows = _rows(con.execute(
+        "SELECT scan_id, source, n_docs, n_words, kinds, stale, finished_at FROM scans WHERE target = ? "
+        "ORDER BY finished_at DESC, scan_id DESC LIMIT 1", [target]))
+    return rows[0] if rows else None
+
+
+def _work_text(con, work_id: str) -> str:
+    row = con.execute("SELECT text FROM works WHERE work_id = ?", [work_id]).fetchone()
+    return row[0] if row else ""
+
+
+def _matches(con, scan_id: str, holder_id: str) -> list[dict[str, Any]]:
+    return _rows(con.execute(
+        "SELECT m.doc_id, m.work_id, w.title, m.kind, m.score, m.matched_words, m.doc_words, m.spans "
+        "FROM scan_matches m LEFT JOIN works w USING (work_id) WHERE m.scan_id = ? AND m.holder_id = ? "
+        "ORDER BY m.matched_words DESC, m.doc_id, m.work_id, m.kind", [scan_id, holder_id]))
+
+
+def _examples(con, scan: dict, matches: list[dict], limit: int) -> list[dict[str, Any]]:
+    """Side-by-side highlighted spans for the strongest (doc, work) pairs."""
+    best: dict[tuple[str, str], dict] = {}
+    for m in matches:
+        key = (m["doc_id"], m["work_id"])
+        if key not in best and m["spans"]:
+            best[key] = m
+    chosen = list(best.values())[:limit]
+    texts = _doc_texts(scan["source"], {m["doc_id"] for m in chosen})
+    out = []
+    for m in chosen:
+        spans = sorted(m["spans"], key=lambda s: (s["doc_start"], s["work_start"]))[:3]
+        doc = texts.get(m["doc_id"])
+        work = _work_text(con, m["work_id"])
+        out.append({
+            "doc_id": m["doc_id"], "work_id": m["work_id"], "title": m["title"], "kind": m["kind"],
+            "score": m["score"], "matched_words": m["matched_words"], "doc_words": m["doc_words"],
+            "doc": _segments(doc, [(s["doc_start"], s["doc_end"]) for s in spans]) if doc is not None else None,
+            "work": _segments(work, [(s["work_start"], s["work_end"]) for s in spans]),
+        })
+    return out
+
+
+def section_exposure(con, holder_id: str, period: str | None) -> dict[str, Any] | None:
+    """Where the holder's works were found in the latest training-corpus scan."""
+    scan = _latest_scan(con, "corpus")
+    if scan is None:
+        return None
+    by_work = _rows(con.execute(
+        "SELECT w.work_id, w.title, "
+        "count(DISTINCT e.doc_id) AS documents, coalesce(sum(e.covered_words), 0) AS covered_words, "
+        "(SELECT count(DISTINCT m.doc_id) FROM scan_matches m WHERE m.scan_id = ? AND m.work_id = w.work_id AND m.kind = 'exact') AS exact_docs, "
+        "(SELECT count(DISTINCT m.doc_id) FROM scan_matches m WHERE m.scan_id = ? AND m.work_id = w.work_id AND m.kind = 'minhash') AS minhash_docs, "
+        "(SELECT count(DISTINCT m.doc_id) FROM scan_matches m WHERE m.scan_id = ? AND m.work_id = w.work_id AND m.kind = 'semantic') AS semantic_docs "
+        "FROM works w LEFT JOIN scan_exposure e ON e.work_id = w.work_id AND e.scan_id = ? "
+        "WHERE w.holder_id = ? AND w.status = 'active' GROUP BY w.work_id, w.title ORDER BY covered_words DESC, w.work_id",
+        [scan["scan_id"]] * 4 + [holder_id]))
+    top_documents = _rows(con.execute(
+        "SELECT doc_id, work_id, covered_words, doc_words, weight FROM scan_exposure "
+        "WHERE scan_id = ? AND holder_id = ? ORDER BY covered_words DESC, doc_id, work_id LIMIT ?",
+        [scan["scan_id"], holder_id, TOP_DOCS]))
+    matches = _matches(con, scan["scan_id"], holder_id)
+    n_docs = len({r["doc_id"] for r in _rows(con.execute(
+        "SELECT doc_id FROM scan_exposure WHERE scan_id = ? AND holder_id = ?", [scan["scan_id"], holder_id]))})
+    covered = sum(r["covered_words"] for r in by_work)
+    found = [r for r in by_work if r["documents"]]
+    share = covered / scan["n_words"] if scan["n_words"] else 0.0
+    summary = (
+        f"{len(found)} of {len(by_work)} works found in {n_docs} of {scan['n_docs']:,} training documents "
+        f"({covered:,} words, {100 * share:.2f} % of the corpus) in the scan of {scan['source']}."
+        if found else f"None of the {len(by_work)} works was found in the {scan['n_docs']:,} documents of {scan['source']}."
+    )
+    return {
+        "summary": summary,
+        "scan": {k: scan[k] for k in ("scan_id", "source", "n_docs", "n_words", "kinds", "stale")},
+        "exposure_by_work": by_work,
+        "top_documents": top_documents,
+        "corpus_examples": _examples(con, scan, matches, TOP_DOCS // 2),
+    }
+
+
+def section_outputs(con, holder_id: str, period: str | None) -> dict[str, Any] | None:
+    """Model outputs (latest outputs scan) that reproduce the holder's works."""
+    scan = _latest_scan(con, "outputs")
+    if scan is None:
+        return None
+    matches = _matches(con, scan["scan_id"], holder_id)
+    per_output: dict[str, dict] = {}
+    for m in matches:
+        o = per_output.setdefault(m["doc_id"], {"output_id": m["doc_id"], "works": set(), "kinds": set(),
+                                                "matched_words": 0, "output_words": m["doc_words"]})
+        o["works"].add(m["work_id"])
+        o["kinds"].add(m["kind"])
+        o["matched_words"] = max(o["matched_words"], m["matched_words"])
+    rows = sorted(per_output.values(), key=lambda o: (-o["matched_words"], o["output_id"]))
+    for o in rows:
+        o["works"] = ", ".join(sorted(o["works"]))
+        o["kinds"] = ", ".join(sorted(o["kinds"]))
+    summary = (f"{len(rows)} of {scan['n_docs']:,} scanned model outputs reproduce these works "
+               f"(longest reproduced passage: {rows[0]['matched_words']} words)." if rows else
+               f"None of the {scan['n_docs']:,} scanned model outputs reproduces these works.")
+    return {
+        "summary": summary,
+        "scan": {k: scan[k] for k in ("scan_id", "source", "n_docs", "kinds", "stale")},
+        "reproducing_outputs": rows,
+        "output_examples": _examples(con, scan, matches, 6),
+    }
+
+
+register_section("exposure", section_exposure)
+register_section("outputs", section_outputs)
