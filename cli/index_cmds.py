@@ -14,7 +14,9 @@ from typing import Any, Callable
 
 import click
 
-from .common import echo_json, echo_table, json_option, open_workspace, workspace_option
+from .common import echo_json, echo_table, engine_options, json_option, open_workspace, workspace_option
+
+DEFAULT_SHARD_SIZE = 2000  # documents per shard of a corpus scan
 
 INDEX_DIR = ("indexes", "works")
 
@@ -86,14 +88,23 @@ def index_status(ws) -> dict[str, Any]:
 
 
 def run_scan(ws, path, target: str, *, kinds=None, allow_stale: bool = False, minhash_threshold=None,
-             semantic_threshold=None, fmt: str | None = None, progress: bool = False) -> dict[str, Any]:
+             semantic_threshold=None, fmt: str | None = None, progress: bool = False, engine: str = "local",
+             workers: int | None = None, ray_address: str | None = None, shard: str | None = None,
+             shard_size: int = DEFAULT_SHARD_SIZE) -> dict[str, Any]:
     """Scan ``path`` (a corpus or outputs file) against the workspace index and store the evidence.
+
+    Model outputs are scanned in this process. A training corpus runs as a sharded stage
+    (:mod:`tribute.indexes.sharded`) on ``engine`` with ``workers``: shard results land in
+    ``<ws>/stages/scan-<settings hash>/`` so an interrupted scan resumes, and the evidence is the
+    same whatever the engine. ``shard="I/N"`` runs one slice of the shards and stores nothing;
+    the run without ``shard`` that follows stores the evidence of all of them.
 
     Returns the scan summary (per work, per holder). Nothing is stored when anything fails.
     """
     from ..core.hashing import file_sha256
     from ..core.readers import read_records
     from ..market.catalog import catalog_hash
+    from ..indexes.sharded import iter_shard_docs, match_row
     from ..market.evidence import EvidenceWriter, ScanInfo, new_scan_id, scan_summary
 
     idx = load_index(ws)
@@ -103,7 +114,7 @@ def run_scan(ws, path, target: str, *, kinds=None, allow_stale: bool = False, mi
     stale = idx.catalog_hash != current
     if stale and not allow_stale:
         idx.check_fresh(current)
-    from ..core.errors import InputError
+    from ..core.errors import ConfigError, InputError
     from ..core.readers import detect_format
 
     src = Path(path)
@@ -111,43 +122,84 @@ def run_scan(ws, path, target: str, *, kinds=None, allow_stale: bool = False, mi
         raise InputError(f"{src}: no such file or folder; check the path")
     if fmt is None:
         detect_format(src)                  # an unknown suffix fails before anything is written
-    records = read_records(src, fmt=fmt)
+    if target != "corpus" and (shard or engine != "local" or (workers or 1) > 1):
+        raise ConfigError("--engine, --workers and --shard apply to `tribute scan corpus`; drop them here")
     cfg = idx.config.as_dict()
     cfg.update({"minhash_threshold": minhash_threshold or idx.config.minhash_threshold,
                 "semantic_threshold": semantic_threshold or idx.config.semantic_threshold})
-    info = ScanInfo(new_scan_id(target), target, str(src.absolute()), file_sha256(src), list(use), cfg,
+    source_sha = file_sha256(src)
+    stage_dir = None
+    if target == "corpus":
+        result = _run_scan_stage(ws, src, fmt, use, minhash_threshold, semantic_threshold, engine=engine,
+                                 workers=workers, ray_address=ray_address, shard=shard, shard_size=shard_size,
+                                 progress=progress)
+        if shard is not None:
+            return {"partial": True, "shard": shard, "complete": result.complete, "ran": len(result.ran),
+                    "skipped": len(result.skipped), "num_shards": result.num_shards}
+        docs = iter_shard_docs(result.iter_tables())
+        stage_dir = result.out_dir
+    else:
+        docs = ((r.doc_id, r.n_words, r.n_chars, [match_row(r.doc_id, m) for m in r.matches],
+                 {wid: (idx.holder_id(wid), words) for wid, words in r.covered.items()})
+                for r in idx.scan(read_records(src, fmt=fmt), use, minhash_threshold=minhash_threshold,
+                                  semantic_threshold=semantic_threshold))
+    info = ScanInfo(new_scan_id(target), target, str(src.absolute()), source_sha, list(use), cfg,
                     idx.catalog_hash or "", stale)
     writer = EvidenceWriter(ws.path, info)
-    bar = None
     try:
-        if progress:
-            from tqdm import tqdm
-
-            total = src.stat().st_size if src.is_file() else None
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"scan {target}", file=sys.stderr,
-                       disable=None, leave=False)
-        for res in idx.scan(records, use, minhash_threshold=minhash_threshold, semantic_threshold=semantic_threshold,
-                            progress=(lambda n, c: bar.update(c)) if bar is not None else None):
-            writer.add_doc(res.doc_id, res.n_words, res.n_chars, [_match_row(res.doc_id, m) for m in res.matches],
-                           {wid: (idx.holder_id(wid), words) for wid, words in res.covered.items()})
-        if bar is not None:
-            bar.close()
-            bar = None
+        for doc_id, n_words, n_chars, rows, covered in docs:
+            writer.add_doc(doc_id, n_words, n_chars, rows, covered)
         with ws.connect() as con:
             writer.commit(con)
-            return scan_summary(con, info.scan_id)
+            summary = scan_summary(con, info.scan_id)
     except BaseException:
         writer.abort()
+        raise
+    if stage_dir is not None:
+        import shutil
+
+        shutil.rmtree(stage_dir, ignore_errors=True)   # the evidence is stored; the shard files are spent
+    return summary
+
+
+
+def _run_scan_stage(ws, src: Path, fmt, kinds, minhash_threshold, semantic_threshold, *, engine, workers,
+                    ray_address, shard, shard_size, progress):
+    """Run (or resume) the corpus scan stage; returns its :class:`~tribute.core.stages.StageResult`."""
+    import hashlib
+    import shutil
+
+    from ..core.engine import get_engine, parse_shard
+    from ..core.hashing import file_sha256
+    from ..core.stages import record_stage, run_stage
+    from ..indexes.sharded import scan_shard
+
+    folder = index_path(ws)
+    config = {"index_dir": str(folder), "index_sha256": file_sha256(folder), "kinds": list(kinds),
+              "minhash_threshold": minhash_threshold, "semantic_threshold": semantic_threshold}
+    key = hashlib.sha256(json.dumps({**config, "source": str(src.absolute()), "shard_size": shard_size},
+                                    sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    out = ws.subdir("stages") / f"scan-{key}"
+    stage = record_stage("scan-corpus", scan_shard, src, out, config, records_per_shard=shard_size, fmt=fmt)
+    bar = None
+    if progress and shard is None:
+        from tqdm import tqdm
+
+        bar = tqdm(unit=" shards", desc="scan corpus", file=sys.stderr, disable=None, leave=False)
+    tick = (lambda marker: bar.update(1)) if bar is not None else None
+    try:
+        sl = parse_shard(shard)
+        if sl is not None:
+            return run_stage(stage, shard=sl, progress=tick)
+        with get_engine(engine, workers, ray_address) as eng:
+            return run_stage(stage, eng, progress=tick)
+    except BaseException:
+        if not any(out.glob("*.done")):          # nothing to resume from: leave no folder behind
+            shutil.rmtree(out, ignore_errors=True)
         raise
     finally:
         if bar is not None:
             bar.close()
-
-
-def _match_row(doc_id: str, m) -> dict[str, Any]:
-    return {"doc_id": doc_id, "work_id": m.work_id, "holder_id": m.holder_id, "kind": m.kind,
-            "score": float(m.score), "matched_words": int(m.matched_words), "doc_words": int(m.doc_words),
-            "spans": [s.as_dict() for s in m.spans]}
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -240,18 +292,25 @@ def scan() -> None:
 
 
 def _scan_cmd(target, path, kinds, fmt, minhash_threshold, semantic_threshold, allow_stale, progress, workspace,
-              as_json):
+              as_json, **engine_kw):
     s = run_scan(open_workspace(workspace), path, target, kinds=kinds, allow_stale=allow_stale, fmt=fmt,
                  minhash_threshold=minhash_threshold, semantic_threshold=semantic_threshold,
-                 progress=progress and not as_json)
+                 progress=progress and not as_json, **engine_kw)
     if as_json:
         echo_json(s)
+    elif s.get("partial"):
+        click.echo(f"Slice {s['shard']}: {s['ran']} shards scanned, {s['skipped']} already done. "
+                   + ("All shards are finished: run the command again without --shard to store the evidence."
+                      if s["complete"] else "Run the other slices, then once without --shard to store the evidence."))
     else:
         _print_summary(s)
 
 
 @scan.command("corpus")
 @_with_scan_options
+@engine_options
+@click.option("--shard-size", type=click.IntRange(1), default=DEFAULT_SHARD_SIZE, show_default=True,
+              help="Documents per shard (the unit of resuming and of parallel work).")
 def scan_corpus(**kw) -> None:
     """Scan a training corpus (JSONL/CSV/Parquet with id, text; or a folder of .txt) for the works.
 

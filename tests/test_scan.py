@@ -141,7 +141,8 @@ def test_failed_scan_leaves_no_rows_and_no_files(tmp_path, invoke, ws, catalog):
     with ws.connect(read_only=True) as con:
         for table in ("scans", "scan_matches", "scan_exposure"):
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
-    assert not any((ws.path / "scans").iterdir())
+    for folder in ("scans", "stages"):
+        assert not (ws.path / folder).exists() or not any((ws.path / folder).rglob("*.*")), folder
 
 
 def test_errors_without_index_or_with_missing_kind(tmp_path, invoke, ws, catalog):
