@@ -1,0 +1,208 @@
+"""One entry point: :func:`attribute` scores queries against training examples.
+
+Example::
+
+    from tribute.attribution import attribute, ClassificationTask
+    res = attribute(model, ["ckpt-1.safetensors", "ckpt-2.safetensors"], ClassificationTask(),
+                    train, queries, method="tracin", proj_dim=256, projector="countsketch",
+                    features_dir="feats/")
+    res.scores          # [n_queries, n_train]; > 0: including the example raises the output
+    res.manifest        # config, checkpoints' fingerprints, inputs' fingerprints, versions
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core.errors import ConfigError, InputError, NotFoundError
+from ..core.manifest import build_manifest, check_manifest, write_manifest
+from .config import AttributionConfig
+from .features import FeatureStore, parse_shard
+from .grads import param_names
+
+PACKAGES = ("tribute", "numpy", "torch", "traker")
+SIGN = "score > 0: including the training example raises the query's measured output"
+
+
+@dataclass
+class AttributionResult:
+    scores: np.ndarray | None     # [n_queries, n_train] float64; None when shards are unfinished
+    manifest: dict
+    complete: bool = True
+
+
+def load_state_dict(ckpt: Any) -> dict:
+    """A state dict from a dict, a ``.safetensors`` file, or a ``torch.save`` file (weights only)."""
+    import torch
+
+    if isinstance(ckpt, dict):
+        return ckpt
+    p = Path(ckpt)
+    if not p.is_file():
+        raise NotFoundError(f"checkpoint {p}: no such file; give .safetensors or .pt weight files")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(p))
+        return torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise InputError(f"checkpoint {p}: cannot be read as weights ({type(e).__name__}); "
+                         "give a .safetensors or weights-only .pt file") from e
+
+
+def _apply(model, sd: dict, label: str) -> None:
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = "; ".join(s.strip() for s in first[:3])
+        raise ConfigError(f"checkpoint {label}: does not match the model ({detail}); use checkpoints "
+                          "saved from this model architecture") from e
+
+
+def _tensor_fingerprint(sd: dict) -> str:
+    import torch
+
+    h = hashlib.sha256()
+    for k in sorted(sd):
+        t = sd[k].detach().cpu().contiguous()
+        if t.dtype == torch.bfloat16:   # numpy has no bfloat16: hash its exact bits
+            t = t.view(torch.int16)
+        h.update(k.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.numpy().tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def fingerprint_examples(examples: Sequence[Any]) -> str:
+    """A content hash of a list of examples (tensors / arrays / numbers / lists)."""
+    h = hashlib.sha256()
+
+    def feed(x):
+        if hasattr(x, "detach"):
+            x = x.detach().cpu().numpy()
+        if isinstance(x, np.ndarray):
+            h.update(str(x.dtype).encode() + str(x.shape).encode())
+            h.update(np.ascontiguousarray(x).tobytes())
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[")
+            for y in x:
+                feed(y)
+            h.update(b"]")
+        else:
+            h.update(json.dumps(x, default=str).encode())
+
+    for ex in examples:
+        feed(ex)
+    return "sha256:" + h.hexdigest()
+
+
+def attribute(model, checkpoints: Sequence[Any] | None, task, train: Sequence[Any],
+              queries: Sequence[Any], method: str = "graddot", *, features_dir=None,
+              shard: str | tuple[int, int] | None = None, config: AttributionConfig | None = None,
+              **settings) -> AttributionResult:
+    """Score every query against every training example.
+
+    Args:
+        model: an ``nn.Module`` whose architecture matches the checkpoints.
+        checkpoints: state dicts or weight files (``.safetensors`` / weights-only ``.pt``), oldest
+            first; ``None`` or empty = the model's current weights.
+        task: a :class:`~tribute.attribution.task.Task`.
+        train, queries: sequences of examples for ``task.collate``.
+        method: trak | influence | tracin | graddot | gradcos (or ``config.method``).
+        features_dir: folder for on-disk features (resumable, shardable); default a temp folder.
+        shard: ``"I/N"``: featurise only this shard (graddot / gradcos / tracin); scores come
+            back (``complete=True``) once every shard is done.
+        config / settings: an :class:`AttributionConfig` or its fields as keywords.
+
+    Returns:
+        :class:`AttributionResult` with ``scores`` ``[len(queries), len(train)]`` (float64).
+    """
+    from . import methods as M
+
+    cfg = config or AttributionConfig(method=method, **settings)
+    if config is not None and settings:
+        raise ConfigError("pass either config or keyword settings, not both")
+    if len(train) == 0:
+        raise InputError("the train set is empty; give at least one training example")
+    if len(queries) == 0:
+        raise InputError("no queries to attribute; give at least one query")
+    sh = parse_shard(shard) if not isinstance(shard, tuple) else shard
+    if sh != (0, 1) and cfg.method not in ("graddot", "gradcos", "tracin"):
+        raise ConfigError(f"--shard is supported for graddot, gradcos and tracin, not {cfg.method}")
+    original = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ckpts = list(checkpoints or [original])
+    labels = [str(c) if not isinstance(c, dict) else f"#{i}" for i, c in enumerate(ckpts)]
+    sds: dict[int, dict] = {}
+
+    def load_sd(k: int) -> dict:
+        if k not in sds:
+            sds.clear()
+            sds[k] = load_state_dict(ckpts[k])
+        return sds[k]
+
+    def load(k: int) -> None:
+        _apply(model, load_sd(k), labels[k])
+
+    fps = []
+    for k in range(len(ckpts)):
+        load(k)   # checks every checkpoint fits before any work is done
+        fps.append(_tensor_fingerprint(load_sd(k)))
+    names = param_names(model, cfg.params) if cfg.method != "influence" or cfg.hessian in ("explicit", "cg") else None
+    run_cfg = {**cfg.as_dict(), **task.config(), "n_train": len(train), "checkpoints": fps,
+               "train": fingerprint_examples(train)}
+    tmp = None
+    if features_dir is None:
+        tmp = tempfile.mkdtemp(prefix="tribute-features-")
+        features_dir = tmp
+    features_dir = Path(features_dir)
+    try:
+        check_manifest(features_dir, "attribution-features", run_cfg)
+        features_dir.mkdir(parents=True, exist_ok=True)
+        write_manifest(features_dir, build_manifest("attribution-features", run_cfg, packages=PACKAGES))
+        scores = None
+        if cfg.method in ("graddot", "gradcos", "tracin"):
+            from .grads import grad_dim
+
+            dim = cfg.proj_dim or grad_dim(model, names)
+            store = FeatureStore(features_dir / "train", run_cfg, len(train), dim, len(ckpts), cfg.chunk)
+            M.featurize_train(load, len(ckpts), model, task, train, names, cfg, store, sh)
+            needed = [len(ckpts) - 1] if cfg.method in ("graddot", "gradcos") else range(len(ckpts))
+            if all(store.complete(k) for k in needed):
+                scores = M.score_from_features(load, len(ckpts), model, task, queries, names, cfg, store)
+        elif cfg.method == "trak":
+            scores = M.trak_scores(load_sd, len(ckpts), model, task, train, queries, names, cfg,
+                                   features_dir / "trak")
+        else:
+            total = None
+            for k in range(len(ckpts)):
+                load(k)
+                if cfg.hessian in ("explicit", "cg"):
+                    s = M.influence_explicit(model, task, train, queries, names, cfg)
+                else:
+                    from .kfac import linear_modules
+
+                    s = M.influence_kfac(model, task, train, queries, cfg, linear_modules(model, cfg.params))
+                total = s if total is None else total + s
+            scores = total / len(ckpts)
+    finally:
+        model.load_state_dict(original)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if scores is not None and not np.isfinite(scores).all():
+        raise InputError("attribution produced NaN or infinite scores; check the checkpoints and raise damping")
+    manifest = build_manifest("attribution", run_cfg, packages=PACKAGES,
+                              extra={"n_queries": len(queries), "queries": fingerprint_examples(queries),
+                                     "sign": SIGN, "shard": f"{sh[0]}/{sh[1]}",
+                                     "checkpoint_labels": labels})
+    return AttributionResult(np.asarray(scores, dtype=np.float64) if scores is not None else None,
+                             manifest, scores is not None)

@@ -1,0 +1,302 @@
+"""Attribution quality (LDS) and speed, tribute's methods beside the anchors, in one run.
+
+Part 1, a seeded MLP classifier on a synthetic 2-D "two moons + noise" dataset (no download;
+scikit-learn is not a dependency): for each method the LDS (mean +- sd over queries), wall time
+and peak RSS growth. Anchors run directly in the same process: traker's own TRAKer (BasicProjector,
+1 / 10 / 20 checkpoints; quick: 1 / 5) and kronfluence EK-FAC when it is importable (it is not a
+dependency: its metadata pulls torchvision and a new torch; install it with --no-deps to compare).
+
+Part 2, projection: traker's BasicProjector (dense Gaussian) vs tribute's count-sketch on the same
+gradients: time per batch and the relative error of inner products; and TRAK's LDS with each.
+
+Part 3 (skipped with --quick): a tiny causal LM on text with a planted passage, LDS of each
+gradient method over retrains.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_attribution.py --quick     # a few minutes on 2 CPU cores
+    .venv/bin/python benchmarks/bench_attribution.py             # the full run (tens of minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from tribute.attribution import ClassificationTask, attribute, measure_queries
+
+
+def moons(n, seed):
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0, np.pi, n)
+    y = rng.integers(0, 2, n)
+    x = np.stack([np.cos(t) + y * 1.0, np.sin(t) * (1 - 2 * y) + y * 0.4], 1) + rng.normal(0, 0.25, (n, 2))
+    feats = np.concatenate([x, rng.normal(0, 1, (n, 3))], 1).astype(np.float32)   # 3 noise features
+    return [(torch.tensor(feats[i]), int(y[i])) for i in range(n)]
+
+
+def make_model(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16),
+                               torch.nn.Tanh(), torch.nn.Linear(16, 2))
+
+
+def train(data, seed, epochs=150, save=0, wd=1e-3):
+    model = make_model(seed)
+    X = torch.stack([x for x, _ in data])
+    y = torch.tensor([t for _, t in data])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=wd)
+    ckpts = []
+    for e in range(epochs):
+        loss = torch.nn.functional.cross_entropy(model(X), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if save and (e + 1) % (epochs // save) == 0:
+            ckpts.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    return model, ckpts
+
+
+def rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn):
+    r0, t0 = rss_mb(), time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0, rss_mb() - r0
+
+
+def traker_anchor(model, ckpts, train_set, queries, proj_dim, tmp):
+    """traker's own TRAKer with its default CPU projector (BasicProjector) and ClassificationModelOutput."""
+    import logging
+
+    from trak import TRAKer
+
+    tr = TRAKer(model=model, task="image_classification", train_set_size=len(train_set), save_dir=tmp,
+                device="cpu", proj_dim=proj_dim, use_half_precision=False, logging_level=logging.ERROR,
+                lambda_reg=1e-3)
+    X = torch.stack([x for x, _ in train_set])
+    y = torch.tensor([t for _, t in train_set])
+    for k, sd in enumerate(ckpts):
+        tr.load_checkpoint(sd, model_id=k)
+        tr.featurize(batch=(X, y), num_samples=len(train_set))
+    tr.finalize_features()
+    Xq = torch.stack([x for x, _ in queries])
+    yq = torch.tensor([t for _, t in queries])
+    for k, sd in enumerate(ckpts):
+        tr.start_scoring_checkpoint(exp_name="q", checkpoint=sd, model_id=k, num_targets=len(queries))
+        tr.score(batch=(Xq, yq), num_samples=len(queries))
+    return np.asarray(tr.finalize_scores(exp_name="q"), dtype=np.float64).T
+
+
+def kronfluence_anchor(model, train_set, queries, tmp):
+    from kronfluence.analyzer import Analyzer, prepare_model
+    from kronfluence.arguments import FactorArguments
+    from kronfluence.task import Task
+    from torch.utils.data import TensorDataset
+
+    class T(Task):
+        def compute_train_loss(self, batch, model, sample=False):
+            x, t = batch
+            lo = model(x)
+            if sample:
+                with torch.no_grad():
+                    t = torch.multinomial(torch.softmax(lo, -1), 1).flatten()
+            return torch.nn.functional.cross_entropy(lo, t, reduction="sum")
+
+        def compute_measurement(self, batch, model):
+            # kronfluence's measurement is loss-like (its examples return -margin); its score
+            # grad m^T H^-1 grad L is then exactly tribute's convention (> 0 raises the margin)
+            return -ClassificationTask().measurement(model, batch).sum()
+
+    m = prepare_model(model, T())
+    an = Analyzer("bench", m, T(), output_dir=tmp, disable_tqdm=True, cpu=True)
+    ds = TensorDataset(torch.stack([x for x, _ in train_set]), torch.tensor([t for _, t in train_set]))
+    qs = TensorDataset(torch.stack([x for x, _ in queries]), torch.tensor([t for _, t in queries]))
+    an.fit_all_factors("f", ds, per_device_batch_size=64, factor_args=FactorArguments(strategy="ekfac"),
+                       overwrite_output_dir=True)
+    an.compute_pairwise_scores("s", "f", query_dataset=qs, train_dataset=ds, per_device_query_batch_size=len(queries),
+                               per_device_train_batch_size=64, overwrite_output_dir=True)
+    return an.load_pairwise_scores("s")["all_modules"].double().numpy()
+
+
+def part_classifier(a, results):
+    n_train, n_q = (120, 12) if a.quick else (400, 30)
+    data = moons(n_train + n_q, seed=1)
+    train_set, queries = data[:n_train], data[n_train:]
+    n_ck = 5 if a.quick else 20
+    model, ckpts = train(train_set, 0, save=n_ck)
+    task = ClassificationTask()
+
+    def train_fn(idx, seed):
+        return train([train_set[i] for i in idx], seed)[0]
+
+    measure = measure_queries(task, queries)
+    subsets = 20 if a.quick else 100
+    seeds = 1 if a.quick else 3
+
+    from tribute.attribution import subset_masks
+    from tribute.attribution.lds import lds, retrain_outputs
+
+    masks = subset_masks(n_train, subsets, 0.5, seed=0)
+    t0 = time.perf_counter()
+    outputs = retrain_outputs(train_fn, measure, masks, seeds, 0)
+    print(f"# retrained {subsets} subsets x {seeds} seeds in {time.perf_counter() - t0:.1f}s")
+    last = [ckpts[-1]]
+    cases = [
+        ("tribute graddot", lambda: attribute(model, last, task, train_set, queries, "graddot").scores),
+        ("tribute gradcos", lambda: attribute(model, last, task, train_set, queries, "gradcos").scores),
+        (f"tribute tracin ({n_ck} ckpts)", lambda: attribute(model, ckpts, task, train_set, queries, "tracin").scores),
+        ("tribute influence kfac", lambda: attribute(model, last, task, train_set, queries, "influence", hessian="kfac", damping=0.01).scores),
+        ("tribute influence ekfac", lambda: attribute(model, last, task, train_set, queries, "influence", hessian="ekfac", damping=0.01).scores),
+        ("tribute influence ekfac (damping 0.1)", lambda: attribute(model, last, task, train_set, queries, "influence", hessian="ekfac", damping=0.1).scores),
+        ("tribute influence explicit GN", lambda: attribute(model, last, task, train_set, queries, "influence", hessian="explicit", damping=0.01, fisher_samples=8).scores),
+        ("tribute influence cg", lambda: attribute(model, last, task, train_set, queries, "influence", hessian="cg", damping=0.01, fisher_samples=8).scores),
+    ]
+    for nk in ((1, 5) if a.quick else (1, 10, 20)):
+        sub = ckpts[-nk:] if nk > 1 else last
+        cases.append((f"tribute trak countsketch ({nk} ckpt)", lambda sub=sub: attribute(
+            model, sub, task, train_set, queries, "trak", proj_dim=256, projector="countsketch", lambda_reg=1e-3).scores))
+        cases.append((f"tribute trak traker-projector ({nk} ckpt)", lambda sub=sub: attribute(
+            model, sub, task, train_set, queries, "trak", proj_dim=256, projector="traker", lambda_reg=1e-3).scores))
+        cases.append((f"anchor traker TRAKer ({nk} ckpt)", lambda sub=sub: traker_anchor(
+            model, sub, train_set, queries, 256, tempfile.mkdtemp())))
+    try:
+        import kronfluence  # noqa: F401
+
+        import copy
+
+        cases.append(("anchor kronfluence ekfac", lambda: kronfluence_anchor(
+            copy.deepcopy(model), train_set, queries, tempfile.mkdtemp())))
+    except ImportError:
+        print("# kronfluence not installed: anchor skipped (pip install --no-deps kronfluence accelerate einops opt-einsum einconv)")
+    for name, fn in cases:
+        try:
+            scores, secs, mem = timed(fn)
+            r = lds(scores, masks, outputs, seeds)
+            row = {"part": "classifier", "method": name, "lds": round(r.mean, 3), "lds_sd": round(r.sd, 3),
+                   "seconds": round(secs, 2), "peak_rss_growth_mb": round(mem, 1)}
+        except Exception as e:  # noqa: BLE001 - a failing anchor is reported, not fatal
+            row = {"part": "classifier", "method": name, "error": f"{type(e).__name__}: {str(e)[:120]}"}
+        results.append(row)
+        print(json.dumps(row))
+
+
+def part_projection(a, results):
+    from trak.projectors import BasicProjector, ProjectionType
+
+    from tribute.attribution.projection import CountSketchProjector
+
+    d, k, B = (200_000, 1024, 16) if a.quick else (1_000_000, 2048, 32)
+    g = torch.randn(B, d, generator=torch.Generator().manual_seed(0))
+    exact = (g @ g.T).numpy()
+    basic = BasicProjector(d, k, 0, ProjectionType.normal, "cpu", block_size=100)
+    cs = CountSketchProjector(d, k, 0)
+    for name, proj, scale in (("traker BasicProjector", basic, 1.0), ("tribute countsketch", cs, 1.0)):
+        proj.project(g[:2], 0)   # warm up (count-sketch builds its hash once per checkpoint)
+        t0 = time.perf_counter()
+        p = proj.project(g, 0)
+        secs = time.perf_counter() - t0
+        est = (p @ p.T).numpy() * scale
+        if name.startswith("traker"):
+            est = est / k                      # BasicProjector is unnormalised N(0,1): E = k <g, h>
+        off = ~np.eye(B, dtype=bool)
+        err = np.abs(est - exact)[off].mean() / np.abs(np.diag(exact)).mean()
+        row = {"part": "projection", "projector": name, "grad_dim": d, "proj_dim": k, "batch": B,
+               "seconds": round(secs, 3), "inner_product_error": round(float(err), 4)}
+        results.append(row)
+        print(json.dumps(row))
+    t = {r["projector"]: r["seconds"] for r in results if r.get("part") == "projection"}
+    print(f"# count-sketch speed-up over traker's BasicProjector: {t['traker BasicProjector'] / t['tribute countsketch']:.1f}x")
+
+
+def part_lm(a, results):
+    """A tiny causal LM on short synthetic documents, one topic planted; LDS over retrains."""
+    from tribute.attribution import CausalLMTask
+    from tribute.attribution.lds import lds, retrain_outputs, subset_masks
+    from tribute.attribution.lm import LMConfig, TinyGPT, TrainConfig, WordTokenizer, train_lm
+
+    rng = np.random.default_rng(0)
+    topics = [["the", "ship", "sailed", "over", "grey", "sea", "waves", "sailors", "sang", "harbour"],
+              ["the", "farmer", "sowed", "barley", "field", "rain", "fell", "harvest", "barn", "plough"],
+              ["the", "king", "sat", "throne", "people", "bowed", "crown", "court", "palace", "herald"],
+              ["a", "small", "bird", "sang", "tree", "dawn", "flew", "nest", "wing", "song"]]
+    docs = []
+    for i in range(48):
+        words = topics[i % 4]
+        docs.append(" ".join(rng.choice(words, size=24)))
+    tok = WordTokenizer.fit(docs)
+    cfg = LMConfig(vocab_size=len(tok), max_len=32, d_model=24, n_layer=1, n_head=2, d_ff=48)
+    tc = TrainConfig(steps=80, batch_size=8, lr=1e-2, checkpoints=4)
+
+    def train_fn(idx, seed):
+        m = TinyGPT(cfg)
+        train_lm(m, tok, docs, TrainConfig(**{**tc.__dict__, "seed": int(seed), "checkpoints": 1}), subset=idx)
+        return m
+
+    model = TinyGPT(cfg)
+    d = tempfile.mkdtemp()
+    ckpts = train_lm(model, tok, docs, tc, out_dir=d)
+    task = CausalLMTask(max_len=32)
+    train = [(tok.encode(t)[:32], 0) for t in docs]
+    queries = [(tok.encode(" ".join(rng.choice(topics[q % 4], size=6)))[:16] + tok.encode(
+        " ".join(rng.choice(topics[q % 4], size=6)), bos=False), 7) for q in range(8)]
+    masks = subset_masks(len(docs), 16, 0.5, seed=0)
+
+    def measure(m):
+        with torch.no_grad():
+            return task.measurement(m, task.collate(queries)).double().numpy()
+
+    outputs = retrain_outputs(train_fn, measure, masks, 1, 0)
+    for name, fn in [
+        ("lm graddot", lambda: attribute(model, ckpts[-1:], task, train, queries, "graddot").scores),
+        ("lm tracin", lambda: attribute(model, ckpts, task, train, queries, "tracin").scores),
+        ("lm influence ekfac", lambda: attribute(model, ckpts[-1:], task, train, queries, "influence").scores),
+        ("lm trak countsketch", lambda: attribute(model, ckpts, task, train, queries, "trak", proj_dim=32,
+                                                  projector="countsketch", lambda_reg=1e-2).scores),
+    ]:
+        scores, secs, mem = timed(fn)
+        r = lds(scores, masks, outputs)
+        row = {"part": "lm", "method": name, "lds": round(r.mean, 3), "lds_sd": round(r.sd, 3), "seconds": round(secs, 2)}
+        results.append(row)
+        print(json.dumps(row))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="reduced sizes for CI-like runs")
+    ap.add_argument("--json", help="also write the rows to this JSON file")
+    a = ap.parse_args()
+    torch.set_num_threads(1)   # tiny models: one thread is fastest (and fair to the anchors)
+    results: list[dict] = []
+    part_projection(a, results)
+    part_classifier(a, results)
+    if not a.quick:
+        part_lm(a, results)
+    rows = [r for r in results if r.get("part") == "classifier" and "lds" in r]
+    best_t = max((r for r in rows if r["method"].startswith("tribute")), key=lambda r: r["lds"])
+    anchors = [r for r in rows if r["method"].startswith("anchor")]
+    if anchors:
+        best_a = max(anchors, key=lambda r: r["lds"])
+        print(f"# best tribute: {best_t['method']} LDS {best_t['lds']} in {best_t['seconds']}s; best anchor: "
+              f"{best_a['method']} LDS {best_a['lds']} in {best_a['seconds']}s; difference {best_t['lds'] - best_a['lds']:+.3f}")
+    tk = {r["method"]: r for r in rows if "trak" in r["method"].lower()}
+    for nk in ((1, 5) if a.quick else (1, 10, 20)):
+        ours, theirs = tk.get(f"tribute trak countsketch ({nk} ckpt)"), tk.get(f"anchor traker TRAKer ({nk} ckpt)")
+        if ours and theirs:
+            print(f"# TRAK {nk} ckpt: countsketch LDS {ours['lds']} in {ours['seconds']}s vs traker LDS {theirs['lds']} "
+                  f"in {theirs['seconds']}s ({theirs['seconds'] / max(ours['seconds'], 1e-9):.1f}x)")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

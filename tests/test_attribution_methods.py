@@ -1,0 +1,282 @@
+"""Per-example gradients and every attribution method against naive float64 references.
+
+Tiny seeded models; tolerances are named at the top. Sign convention under test: score > 0 means
+including the training example raises the query's measured output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tribute.attribution import AttributionConfig, CausalLMTask, ClassificationTask, attribute  # noqa: E402
+from tribute.attribution.grads import per_example_grads  # noqa: E402
+from tribute.attribution.projection import CountSketchProjector, GaussianProjector  # noqa: E402
+
+GRAD_RTOL = 1e-4          # float32 vmap gradients vs float64 autograd loop
+SCORE_RTOL = 1e-3         # float32 feature pipelines vs float64 references (relative to max |score|)
+SOLVE_RTOL = 1e-6         # float64 explicit inverse vs CG
+TRAK_CORR = 0.995         # traker inverts X^T X in float32: correlation with the float64 formula
+
+
+def _mlp(seed=0, d_in=5, hidden=6, classes=3):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(d_in, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, classes))
+
+
+def _data(n=24, d_in=5, classes=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d_in, generator=g)
+    y = (X[:, 0] * 2 + X[:, 1]).gt(0).long() + (X[:, 2] > 1).long() * (classes > 2)
+    return [(X[i], int(y[i])) for i in range(n)]
+
+
+def _train(model, data, steps=40, lr=0.3, save_every=None):
+    X = torch.stack([x for x, _ in data])
+    y = torch.tensor([t for _, t in data])
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    ckpts = []
+    for s in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(X), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if save_every and (s + 1) % save_every == 0:
+            ckpts.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    return ckpts
+
+
+def _naive_grads(model, task, examples, quantity):
+    """float64 autograd, one example at a time."""
+    m = _copy64(model)
+    rows = []
+    for ex in examples:
+        batch = tuple(b.double() if b.is_floating_point() else b for b in task.collate([ex]))
+        val = getattr(task, quantity)(m, batch).sum()
+        gs = torch.autograd.grad(val, list(m.parameters()))
+        rows.append(torch.cat([g.reshape(-1) for g in gs]))
+    return torch.stack(rows).numpy()
+
+
+def _copy64(model):
+    import copy
+
+    return copy.deepcopy(model).double()
+
+
+def _close(a, b, rtol):
+    scale = max(np.abs(b).max(), 1e-12)
+    assert np.abs(a - b).max() <= rtol * scale, f"max diff {np.abs(a - b).max():.3g} vs scale {scale:.3g}"
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = _mlp()
+    data = _data()
+    ckpts = _train(model, data, steps=45, save_every=15)
+    return model, data, ckpts
+
+
+def test_per_example_grads_match_naive_float64(setup):
+    model, data, _ = setup
+    task = ClassificationTask()
+    for q in ("loss", "measurement"):
+        got = per_example_grads(model, task, data, q, batch_size=7).double().numpy()
+        _close(got, _naive_grads(model, task, data, q), GRAD_RTOL)
+
+
+def test_per_example_grads_causal_lm():
+    from tribute.attribution.lm import LMConfig, TinyGPT
+
+    model = TinyGPT(LMConfig(vocab_size=11, max_len=8, d_model=8, n_head=2, d_ff=8, n_layer=1))
+    task = CausalLMTask(max_len=8)
+    ex = [([2, 5, 6, 7, 8], 0), ([2, 9, 10], 1), ([2, 5, 5, 5, 5, 6, 7, 8], 3)]
+    for q in ("loss", "measurement"):
+        got = per_example_grads(model, task, ex, q, batch_size=2).double().numpy()
+        _close(got, _naive_grads(model, task, ex, q), GRAD_RTOL)
+
+
+def test_graddot_gradcos_tracin_match_reference(setup):
+    model, data, ckpts = setup
+    task = ClassificationTask()
+    train, queries = data, data[:4]
+    ref_t, ref_q = [], []
+    for sd in ckpts:
+        model.load_state_dict(sd)
+        ref_t.append(_naive_grads(model, task, train, "loss"))
+        ref_q.append(_naive_grads(model, task, queries, "measurement"))
+    dot = -ref_q[-1] @ ref_t[-1].T
+    _close(attribute(model, ckpts, task, train, queries, "graddot").scores, dot, SCORE_RTOL)
+    qn = ref_q[-1] / np.linalg.norm(ref_q[-1], axis=1, keepdims=True)
+    tn = ref_t[-1] / np.linalg.norm(ref_t[-1], axis=1, keepdims=True)
+    _close(attribute(model, ckpts, task, train, queries, "gradcos").scores, -qn @ tn.T, SCORE_RTOL)
+    lr = [0.5, 0.3, 0.2]
+    tracin = sum(-w * (q @ t.T) for w, q, t in zip(lr, ref_q, ref_t))
+    _close(attribute(model, ckpts, task, train, queries, "tracin", lr=lr).scores, tracin, SCORE_RTOL)
+
+
+def test_sign_convention_self_influence_positive(setup):
+    """A training example attributed to itself raises its own margin: every method scores > 0."""
+    model, data, ckpts = setup
+    task = ClassificationTask()
+    for method, kw in [("graddot", {}), ("tracin", {}), ("influence", {"hessian": "explicit"}),
+                       ("influence", {"hessian": "ekfac"})]:
+        s = attribute(model, ckpts, task, data, data[:6], method, **kw).scores
+        assert (np.diag(s[:, :6]) > 0).all(), method
+
+
+def _exact_gn(model, task, data):
+    """The exact Gauss-Newton (= true Fisher) of the mean loss, enumerating classes, float64."""
+    m = _copy64(model)
+    d = sum(p.numel() for p in m.parameters())
+    F = torch.zeros(d, d, dtype=torch.float64)
+    for x, _ in data:
+        logits = m(x.double()[None])[0]
+        p = torch.softmax(logits, -1).detach()
+        for c in range(len(p)):
+            lp = torch.log_softmax(m(x.double()[None])[0], -1)[c]
+            g = torch.cat([t.reshape(-1) for t in torch.autograd.grad(lp, list(m.parameters()))])
+            F += p[c] * torch.outer(g, g)
+    return F / len(data)
+
+
+def test_influence_explicit_and_cg_match_exact_gauss_newton(setup):
+    model, data, ckpts = setup
+    model.load_state_dict(ckpts[-1])
+    task = ClassificationTask()
+    queries = data[:3]
+    F = _exact_gn(model, task, data)
+    d = F.shape[0]
+    damping = 0.1
+    H = F + damping * torch.trace(F) / d * torch.eye(d, dtype=torch.float64)
+    T = torch.tensor(_naive_grads(model, task, data, "loss"))
+    Q = torch.tensor(_naive_grads(model, task, queries, "measurement"))
+    ref = -(Q @ torch.linalg.solve(H, T.T)).numpy()
+    exp = attribute(model, [ckpts[-1]], task, data, queries, "influence", hessian="explicit",
+                    damping=damping, fisher_samples=120).scores
+    cg = attribute(model, [ckpts[-1]], task, data, queries, "influence", hessian="cg",
+                   damping=damping, fisher_samples=120).scores
+    _close(cg, exp, SOLVE_RTOL * 100)
+    # Monte-Carlo Fisher (120 sampled labels per example) vs the exact one: close, not equal
+    corr = np.corrcoef(exp.ravel(), ref.ravel())[0, 1]
+    assert corr > 0.99, corr
+
+
+class _EmpiricalTask(ClassificationTask):
+    """Deterministic 'sampling' (the true labels) so a naive K-FAC reference can reproduce it."""
+
+    def sampled_loss(self, model, batch, generator):
+        return self.loss(model, batch)
+
+
+def test_ekfac_and_kfac_match_naive_float64(setup):
+    model, data, ckpts = setup
+    model.load_state_dict(ckpts[-1])
+    task = _EmpiricalTask()
+    queries = data[:3]
+    m = _copy64(model)
+    lin = [mod for mod in m if isinstance(mod, torch.nn.Linear)]
+    # naive per-example layer gradients [W | b] and the activations / output-grads
+    per_t, per_q, acts, ogs = [[] for _ in lin], [[] for _ in lin], [[] for _ in lin], [[] for _ in lin]
+    for kind, exs in (("t", data), ("q", queries)):
+        for x, y in exs:
+            xb, yb = x.double()[None], torch.tensor([y])
+            h = [xb]
+            outs = []
+            z = xb
+            for mod in m:
+                z = mod(z)
+                if isinstance(mod, torch.nn.Linear):
+                    outs.append(z)
+                else:
+                    h.append(z)
+            val = task.loss(lambda _: z, (xb, yb)).sum() if kind == "t" else task.measurement(lambda _: z, (xb, yb)).sum()
+            gouts = torch.autograd.grad(val, outs)
+            for k in range(len(lin)):
+                a = torch.cat([h[k][0].detach(), torch.ones(1, dtype=torch.float64)])
+                g = gouts[k][0].detach()
+                (per_t if kind == "t" else per_q)[k].append(torch.outer(g, a))
+                if kind == "t":
+                    acts[k].append(a)
+                    ogs[k].append(g)
+    for ekfac in (False, True):
+        ref = np.zeros((len(queries), len(data)))
+        for k in range(len(lin)):
+            A = torch.stack(acts[k]).T @ torch.stack(acts[k]) / len(data)
+            G = torch.stack(ogs[k]).T @ torch.stack(ogs[k]) / len(data)
+            ea, QA = torch.linalg.eigh(A)
+            eg, QG = torch.linalg.eigh(G)
+            lam = torch.outer(eg.clamp_min(0), ea.clamp_min(0))
+            if ekfac:
+                lam = torch.stack([(QG.T @ d @ QA) ** 2 for d in per_t[k]]).mean(0)
+            damp = 0.1 * lam.mean()
+            for i, dq in enumerate(per_q[k]):
+                pq = QG @ ((QG.T @ dq @ QA) / (lam + damp)) @ QA.T
+                for j, dt in enumerate(per_t[k]):
+                    ref[i, j] -= float((pq * dt).sum())
+        got = attribute(model, [ckpts[-1]], task, data, queries, "influence",
+                        hessian="ekfac" if ekfac else "kfac", damping=0.1).scores
+        _close(got, ref, SCORE_RTOL)
+
+
+def test_trak_matches_naive_formula(setup, tmp_path):
+    """traker's scores equal the TRAK formula on the same projected features, up to scale."""
+    model, data, ckpts = setup
+    task = ClassificationTask()
+    queries = data[:4]
+    k, lam = 16, 1e-2
+    got = attribute(model, ckpts, task, data, queries, "trak", proj_dim=k, projector="gaussian",
+                    lambda_reg=lam, features_dir=tmp_path / "f").scores
+    d = sum(p.numel() for p in model.parameters())
+    proj = GaussianProjector(d, k, seed=0)
+    ref = np.zeros_like(got)
+    for mid, sd in enumerate(ckpts):
+        model.load_state_dict(sd)
+        tg = torch.tensor(_naive_grads(model, task, data, "train_output")).float()
+        qg = torch.tensor(_naive_grads(model, task, queries, "measurement")).float()
+        X = (proj.project(tg, mid) / d ** 0.5).double().numpy()
+        Xq = (proj.project(qg, mid) / d ** 0.5).double().numpy()
+        xtx = X.T @ X + lam * np.eye(k)
+        inv = np.linalg.inv(xtx)
+        inv /= np.abs(inv).mean()
+        with torch.no_grad():
+            p = torch.softmax(model(torch.stack([x for x, _ in data])), -1)
+            q = (1 - p[torch.arange(len(data)), torch.tensor([y for _, y in data])]).double().numpy()
+        ref += (Xq @ inv @ X.T) * q[None, :]
+    corr = np.corrcoef(got.ravel(), ref.ravel())[0, 1]
+    assert corr > TRAK_CORR, corr
+
+
+def test_countsketch_is_a_sparse_linear_map_and_preserves_inner_products():
+    d, k = 500, 64
+    cs = CountSketchProjector(d, k, seed=3)
+    eye = torch.eye(d)
+    P = cs.project(eye, 0)                     # row i = image of e_i: one nonzero of +-1
+    assert ((P != 0).sum(1) == 1).all() and set(P[P != 0].abs().tolist()) == {1.0}
+    g = torch.randn(5, d, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(cs.project(g, 0), g @ P, atol=1e-5)
+    assert not torch.equal(cs.project(g, 1), cs.project(g, 0))   # another checkpoint, another sketch
+    # unbiased inner products: average over many seeds approaches the exact Gram matrix
+    est = sum(CountSketchProjector(d, k, seed=s).project(g, 0) @ CountSketchProjector(d, k, seed=s).project(g, 0).T
+              for s in range(200)) / 200
+    assert torch.allclose(est, g @ g.T, atol=0.1 * float((g @ g.T).abs().max()))
+
+
+def test_projected_graddot_approximates_full(setup):
+    model, data, ckpts = setup
+    task = ClassificationTask()
+    full = attribute(model, ckpts, task, data, data[:4], "graddot").scores
+    proj = attribute(model, ckpts, task, data, data[:4], "graddot", proj_dim=512, projector="countsketch").scores
+    assert np.corrcoef(full.ravel(), proj.ravel())[0, 1] > 0.95
+
+
+def test_config_validation_names_the_field():
+    from tribute.core.errors import ConfigError
+
+    for kw, word in [({"method": "nope"}, "method"), ({"method": "trak"}, "proj_dim"),
+                     ({"projector": "gaussian"}, "proj_dim"), ({"damping": 0}, "damping"),
+                     ({"method": "influence", "proj_dim": 4, "projector": "gaussian"}, "influence")]:
+        with pytest.raises(ConfigError, match=word):
+            AttributionConfig(**kw)
