@@ -24,6 +24,7 @@ from .common import workspace_option
 
 DEMO_DIR = "tribute-demo"
 SEED = 20261129
+HOLDOUT_BOOKS = ("haggai", "nahum")   # never trained on: the unlearning stage's holdout text
 
 
 def corpus_root():
@@ -63,19 +64,27 @@ def build_training_corpus(out: Path, seed: int = SEED) -> list[Planted]:
     """Write ``out/training.jsonl`` (id, text) and ``out/training_truth.jsonl``; return the truth.
 
     Background books are cut into documents of about 120-320 words. Each work except
-    ``philemon`` is planted: one verbatim copy (ruth, joel, james), excerpts of 60-180 words
-    standing alone or embedded in a background document, and one lightly edited excerpt (about
-    10 % of words dropped, doubled or swapped). ``philemon`` is never planted: a registered work
-    the model never saw.
+    ``philemon`` is planted: verbatim copies of ruth, joel and james (each three times, as web
+    crawls duplicate popular text, which is what makes language models memorise it), excerpts
+    of 60-180 words standing alone or embedded in a background document, and one lightly edited
+    excerpt (about 10 % of words dropped, doubled or swapped). ``philemon`` is never planted: a
+    registered work the model never saw. The background books in ``HOLDOUT_BOOKS`` are kept out
+    of training and written to ``out/holdout.jsonl``: text the model never saw, which unlearning
+    needs as its reference for "forgotten".
     """
     rng = random.Random(seed)
     root = corpus_root()
     works = [json.loads(line) for line in (root / "works.jsonl").read_text(encoding="utf-8").splitlines() if line]
     docs: list[dict] = []
+    holdout: list[dict] = []
     for f in sorted((root / "background").iterdir(), key=lambda p: p.name):
         if not f.name.endswith(".txt"):
             continue
         book = f.name[:-4]
+        if book in HOLDOUT_BOOKS:
+            paras = _paragraphs(f.read_text(encoding="utf-8"))
+            holdout += [{"id": f"{book}-{i:03d}", "text": p} for i, p in enumerate(paras) if len(p.split()) >= 20]
+            continue
         buf: list[str] = []
         n = 0
         for para in _paragraphs(f.read_text(encoding="utf-8")):
@@ -93,8 +102,9 @@ def build_training_corpus(out: Path, seed: int = SEED) -> list[Planted]:
             continue
         words = w["text"].split()
         if w["id"] in ("ruth", "joel", "james"):
-            planted_docs.append({"id": f"copy-{w['id']}", "text": w["text"]})
-            truth.append(Planted(f"copy-{w['id']}", w["id"], "verbatim", len(words)))
+            for copy in "abc":
+                planted_docs.append({"id": f"copy-{w['id']}-{copy}", "text": w["text"]})
+                truth.append(Planted(f"copy-{w['id']}-{copy}", w["id"], "verbatim", len(words)))
         for k in range(3):
             size = rng.randint(60, 180)
             start = rng.randrange(max(1, len(words) - size))
@@ -116,6 +126,9 @@ def build_training_corpus(out: Path, seed: int = SEED) -> list[Planted]:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "training.jsonl", "w", encoding="utf-8") as fh:
         for d in all_docs:
+            fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+    with open(out / "holdout.jsonl", "w", encoding="utf-8") as fh:
+        for d in holdout:
             fh.write(json.dumps(d, ensure_ascii=False) + "\n")
     with open(out / "training_truth.jsonl", "w", encoding="utf-8") as fh:
         for t in truth:
@@ -161,11 +174,31 @@ def run_demo(workspace: str | Path, *, force: bool = False, echo: Callable[[str]
     summary: dict = {"workspace": str(ws.path), "works": len(res.added), "holders": len(holders),
                      "training_docs": n_docs, "planted": len(truth)}
 
-    from . import index_cmds
+    from . import attribute_cmds, index_cmds, ledger_cmds, unlearn_cmds
 
     echo("")
     echo("[4] Index the works and scan the training corpus (where are the works?)")
     summary["scan_corpus"] = index_cmds.demo_step(ws, echo)
+
+    echo("")
+    echo("[5] Train a tiny language model on the corpus and generate outputs")
+    summary["train"] = attribute_cmds.demo_train_step(ws, echo)
+
+    echo("")
+    echo("[6] Scan the model's outputs (does it reproduce the works?)")
+    summary["scan_outputs"] = index_cmds.demo_scan_outputs(ws, data / "outputs.jsonl", echo)
+
+    echo("")
+    echo("[7] Attribute the outputs to training documents, and through them to works and holders")
+    summary["attribution"] = attribute_cmds.demo_attribute_step(ws, echo)
+
+    echo("")
+    echo("[8a] Pay for the use: book royalties in the ledger, close the period, verify")
+    summary["ledger"] = ledger_cmds.demo_step(ws, echo)
+
+    echo("")
+    echo("[8b] Or remove it: unlearn Northwind Press's works and certify the result")
+    summary["unlearning"] = unlearn_cmds.demo_step(ws, echo)
 
     echo("")
     echo("[9] Write the reports")

@@ -182,3 +182,146 @@ def section_outputs(con, holder_id: str, period: str | None) -> dict[str, Any] |
 
 register_section("exposure", section_exposure)
 register_section("outputs", section_outputs)
+
+
+def section_attribution(con, holder_id: str, period: str | None) -> dict[str, Any] | None:
+    """The holder's attribution shares per output, from the latest attribution run."""
+    if not table_exists(con, "attribution_runs"):
+        return None
+    runs = _rows(con.execute(
+        "SELECT run_id, method, created_at, n_queries, n_train, lds, lds_sd, rollup_rule, outputs_path "
+        "FROM attribution_runs ORDER BY created_at, run_id"))
+    if not runs:
+        return None
+    run = runs[-1]
+    per_output = _rows(con.execute(
+        "SELECT s.output_id, string_agg(s.work_id, ', ' ORDER BY s.work_id) FILTER (WHERE s.share > 0) AS works, "
+        "sum(s.share) AS share, sum(s.score) AS score FROM attribution_shares s WHERE s.run_id = ? AND s.holder_id = ? "
+        "GROUP BY s.output_id HAVING sum(s.share) > 0 ORDER BY share DESC, s.output_id", [run["run_id"], holder_id]))
+    by_work = _rows(con.execute(
+        "SELECT w.work_id, w.title, coalesce(sum(s.share), 0) AS total_share, "
+        "count(DISTINCT s.output_id) FILTER (WHERE s.share > 0) AS outputs "
+        "FROM works w LEFT JOIN attribution_shares s ON s.work_id = w.work_id AND s.run_id = ? "
+        "WHERE w.holder_id = ? AND w.status = 'active' GROUP BY w.work_id, w.title "
+        "ORDER BY total_share DESC, w.work_id", [run["run_id"], holder_id]))
+    history = _rows(con.execute(
+        "SELECT r.run_id, r.method, r.created_at, r.lds, r.n_queries, "
+        "coalesce(sum(s.share) FILTER (WHERE s.holder_id = ?), 0) / greatest(r.n_queries, 1) AS mean_share "
+        "FROM attribution_runs r LEFT JOIN attribution_shares s USING (run_id) "
+        "GROUP BY r.run_id, r.method, r.created_at, r.lds, r.n_queries ORDER BY r.created_at, r.run_id", [holder_id]))
+    mean = sum(r["share"] for r in per_output) / run["n_queries"] if run["n_queries"] else 0.0
+    lds = (f"its measured LDS is {run['lds']:.2f}" if run["lds"] is not None
+           else "its quality (LDS) was not measured for this run, so read the shares as indicative")
+    summary = (f"{len(per_output)} of {run['n_queries']} model outputs draw on these works; on average "
+               f"{100 * mean:.1f} % of an output is attributed to them (method {run['method']}; {lds}).")
+    return {
+        "summary": summary,
+        "run": {k: run[k] for k in ("run_id", "method", "created_at", "n_queries", "n_train", "lds", "lds_sd",
+                                    "rollup_rule")},
+        "shares_per_output": per_output,
+        "shares_by_work": by_work,
+        "share_history": history,
+        "mean_share": mean,
+    }
+
+
+def section_unlearning(con, holder_id: str, period: str | None) -> dict[str, Any] | None:
+    """Unlearning certificates of runs that covered the holder's works."""
+    if not table_exists(con, "unlearning_certificates"):
+        return None
+    certs = _rows(con.execute(
+        "SELECT c.run_id, c.created_at, c.method, c.model_out, c.cost_seconds, c.retrain_seconds, c.cost_ratio, "
+        "c.retain_ppl_before, c.retain_ppl_after, c.holdout_ppl_before, c.holdout_ppl_after, "
+        "c.forget_rougeL_before, c.forget_rougeL_after, c.mia_auc_before, c.mia_auc_after, c.privleak, "
+        "c.relearn_rougeL_after, c.targets_met, c.reference, c.certificate, "
+        "(SELECT string_agg(u.work_id, ', ' ORDER BY u.work_id) FROM unlearning_run_works u WHERE u.run_id = c.run_id) AS works "
+        "FROM unlearning_certificates c WHERE c.run_id IN (SELECT u.run_id FROM unlearning_run_works u "
+        "JOIN works w USING (work_id) WHERE w.holder_id = ?) ORDER BY c.created_at, c.run_id", [holder_id]))
+    if not certs:
+        return None
+    import json as _json
+
+    for c in certs:
+        cert = _json.loads(c.pop("certificate"))
+        c["statement"] = cert.get("statement") if isinstance(cert, dict) else None
+        c["targets"] = _targets(cert)
+    last = certs[-1]
+    met = "met every target" if last["targets_met"] else "did not meet every target"
+    summary = (f"Unlearned with {last['method']} (run {last['run_id']}): verbatim memorisation "
+               f"{last['forget_rougeL_before']:.3f} → {last['forget_rougeL_after']:.3f} (ROUGE-L), membership AUC "
+               f"{last['mia_auc_before']:.2f} → {last['mia_auc_after']:.2f}, retain perplexity "
+               f"{last['retain_ppl_before']:.1f} → {last['retain_ppl_after']:.1f}; the run {met}.")
+    return {"summary": summary, "certificates": certs}
+
+
+def _targets(cert: Any) -> list[dict[str, Any]]:
+    """The certificate's per-target verdicts as rows (whatever nesting the certificate uses)."""
+    if not isinstance(cert, dict):
+        return []
+    targets = cert.get("checks") or cert.get("targets")
+    rows = []
+    if isinstance(targets, dict):
+        for name, t in sorted(targets.items()):
+            if isinstance(t, dict):
+                row = {"target": name, **{k: v for k, v in t.items() if not isinstance(v, (dict, list))}}
+                if isinstance(row.get("met"), bool):
+                    row["met"] = "met" if row["met"] else "NOT met"
+                rows.append(row)
+            else:
+                rows.append({"target": name, "status": t})
+    elif isinstance(targets, list):
+        rows = [t for t in targets if isinstance(t, dict)]
+    return rows
+
+
+def section_statement(con, holder_id: str, period: str | None) -> dict[str, Any] | None:
+    """The holder's ledger statements (one per period with postings) and the policy that priced them."""
+    if not table_exists(con, "ledger_transactions"):
+        return None
+    import json as _json
+
+    from .ledger_io import statement
+    from .policy import format_minor, policy_from_settings
+
+    row = con.execute("SELECT settings, policy_hash, toml FROM ledger_policies "
+                      "ORDER BY last_used_at DESC, policy_hash LIMIT 1").fetchall()
+    if not row:
+        return None
+    settings, policy_hash, toml_text = row[0]
+    policy = policy_from_settings(_json.loads(settings), source=f"stored policy {policy_hash[:19]}")
+    acc = f"holder:{holder_id}"
+    periods = [r[0] for r in con.execute(
+        "SELECT DISTINCT t.period FROM ledger_postings p JOIN ledger_transactions t USING (seq) "
+        "WHERE p.account = ? ORDER BY t.period", [acc]).fetchall()]
+    if period is not None:
+        periods = [p for p in periods if p == period]
+    if not periods:
+        return None
+    mu = policy.minor_units
+    statements = []
+    for p in periods:
+        st = statement(con, holder_id, p, policy)
+        earned = sum(int(r["amount"]) for r in st["outputs"]) + sum(int(r["amount"]) for r in st["training"])
+        statements.append({
+            "period": p, "closed": st["closed"], "currency": st["currency"],
+            "opening": format_minor(st["opening"], mu), "closing": format_minor(st["closing"], mu),
+            "earned": format_minor(earned, mu), "earned_minor": earned,
+            "royalty_lines": [{**r, "amount": format_minor(int(r["amount"]), mu),
+                               "revenue": format_minor(int(r["revenue"]), mu) if r.get("revenue") is not None else None,
+                               "output_pool": format_minor(int(r["output_pool"]), mu) if r.get("output_pool") is not None else None}
+                              for r in st["outputs"]],
+            "training_lines": [{**r, "amount": format_minor(int(r["amount"]), mu),
+                                "pool": format_minor(int(r["pool"]), mu) if r.get("pool") is not None else None}
+                               for r in st["training"]],
+            "transactions": [{**t, "amount": format_minor(int(t["amount"]), mu)} for t in st["transactions"]],
+        })
+    total = sum(s["earned_minor"] for s in statements)
+    summary = (f"Earned {format_minor(total, mu)} {policy.currency} in royalties over {len(statements)} "
+               f"period(s) under the policy {policy.name!r}; balance {statements[-1]['closing']} {policy.currency}.")
+    return {"summary": summary, "policy": {"name": policy.name, "policy_hash": policy_hash, "toml": toml_text},
+            "statements": statements}
+
+
+register_section("attribution", section_attribution)
+register_section("unlearning", section_unlearning)
+register_section("statement", section_statement)
