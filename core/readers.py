@@ -125,34 +125,46 @@ def _open_binary(p: Path) -> IO[bytes]:
     return open(p, "rb")
 
 
+def _decode_line(p: Path, lineno: int, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{p}:{lineno}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+            "re-save the file as UTF-8"
+        ) from e
+
+
 def _decoded_lines(p: Path, fh: IO[bytes]) -> Iterator[tuple[int, str]]:
     """(line number, decoded line) pairs; non-UTF-8 bytes are an error naming the line."""
     for lineno, raw in enumerate(fh, start=1):
-        try:
-            yield lineno, raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InputError(
-                f"{p}:{lineno}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}); "
-                "re-save the file as UTF-8"
-            ) from e
+        yield lineno, _decode_line(p, lineno, raw)
+
+
+def parse_jsonl_line(p: Path, lineno: int, raw: bytes) -> dict | None:
+    """One JSONL line as an object (``None`` for a blank line), validated with line-numbered errors."""
+    line = _decode_line(p, lineno, raw)
+    if lineno == 1 and line.startswith("\ufeff"):
+        line = line[1:]
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"{p}:{lineno}: invalid JSON ({e.msg} at column {e.colno}); each line must be one JSON object"
+        ) from e
+    if not isinstance(obj, dict):
+        raise InputError(f"{p}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def _iter_jsonl(p: Path) -> Iterator[tuple[str, dict]]:
     with _open_binary(p) as fh:
-        for lineno, line in _decoded_lines(p, fh):
-            if lineno == 1 and line.startswith("\ufeff"):
-                line = line[1:]
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(
-                    f"{p}:{lineno}: invalid JSON ({e.msg} at column {e.colno}); each line must be one JSON object"
-                ) from e
-            if not isinstance(obj, dict):
-                raise InputError(f"{p}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield f"{p}:{lineno}", obj
+        for lineno, raw in enumerate(fh, start=1):
+            obj = parse_jsonl_line(p, lineno, raw)
+            if obj is not None:
+                yield f"{p}:{lineno}", obj
 
 
 def _iter_csv(p: Path) -> Iterator[tuple[str, dict]]:
@@ -239,4 +251,4 @@ def iter_text_batches(records: Iterator[Record], batch_size: int = 1024) -> Iter
         yield batch
 
 
-__all__ = ["FORMATS", "Record", "detect_format", "read_records", "read_txt_file", "to_record", "iter_text_batches"]
+__all__ = ["FORMATS", "Record", "detect_format", "parse_jsonl_line", "read_records", "read_txt_file", "to_record", "iter_text_batches"]

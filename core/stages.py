@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from .engine import Engine, LocalEngine
 from .errors import ConfigError, InputError, IntegrityError
 from .manifest import MANIFEST_NAME, atomic_write_text, build_manifest, check_manifest, write_manifest
-from .readers import Record, read_txt_file, to_record, detect_format, read_records
+from .readers import Record, detect_format, parse_jsonl_line, read_records, read_txt_file, to_record
 
 PLAN_NAME = "shards.json"
 STAGE_FORMAT = 1
@@ -126,25 +126,9 @@ def _jsonl_from(p: Path, offset: int, first_line: int) -> Iterator[tuple[int, st
         pos = offset
         for lineno, raw in enumerate(fh, start=first_line):
             start, pos = pos, pos + len(raw)
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(
-                    f"{p}:{lineno}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}); "
-                    "re-save the file as UTF-8"
-                ) from e
-            if lineno == 1 and line.startswith("\ufeff"):
-                line = line[1:]
-            if not line.strip():
+            obj = parse_jsonl_line(p, lineno, raw)
+            if obj is None:
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(
-                    f"{p}:{lineno}: invalid JSON ({e.msg} at column {e.colno}); each line must be one JSON object"
-                ) from e
-            if not isinstance(obj, dict):
-                raise InputError(f"{p}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield start, f"{p}:{lineno}", obj
 
 

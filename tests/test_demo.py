@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tribute.cli.demo import build_training_corpus, run_demo
 
 
-def test_demo_builds_a_workspace_with_the_works(invoke, tmp_path):
+@pytest.mark.slow
+def test_demo_runs_the_whole_pipeline(invoke, tmp_path):
     ws = tmp_path / "demo"
     r = invoke("demo", "--workspace", ws)
     assert r.exit_code == 0, r.output
     assert "Registered 8 works of 4 rights holders" in r.output
+    assert "recall of the planted copies: 30/30 = 1.00" in r.output
+    assert "verify: ok" in r.output
+    from tribute.market.workspace import Workspace
+
+    with Workspace(ws).connect(read_only=True) as con:
+        one = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
+        assert one("SELECT count(*) FROM scans WHERE target = 'corpus'") == 1
+        assert one("SELECT count(*) FROM scans WHERE target = 'outputs'") == 1
+        assert one("SELECT count(*) FROM attribution_runs") == 1
+        # every output's shares sum to 1
+        assert one("SELECT max(abs(s - 1)) FROM (SELECT sum(share) AS s FROM attribution_shares GROUP BY run_id, output_id)") < 1e-9
+        assert one("SELECT count(*) FROM ledger_transactions") > 0
+        assert one("SELECT count(*) FROM unlearning_certificates") == 1
+    assert (ws / "models" / "demo-lm-unlearned" / "certificate.json").is_file()
+    for holder in ("northwind-press", "harbor-lane-books", "cedar-literary-agency", "ashgrove-editions"):
+        assert (ws / "reports" / holder / "report.html").is_file()
+    page = (ws / "reports" / "northwind-press" / "report.html").read_text()
+    for heading in ("Where the works were found", "How much the works mattered", "Unlearning", "Royalties"):
+        assert heading in page
     rows = json.loads(invoke("works", "list", "--workspace", ws, "--json").output)
     assert len(rows) == 8 and {w["holder"] for w in rows} == {
         "Northwind Press", "Harbor Lane Books", "Cedar Literary Agency", "Ashgrove Editions"}
