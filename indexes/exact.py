@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import IntegrityError
-from .text import content_counts, ngram_hashes, word_hashes
+from .text import KeyLookup, content_counts, ngram_hashes, word_hashes
 
 FILES = ("keys", "key_offsets", "post_work", "post_pos", "key_content", "key_nworks")
 
@@ -68,6 +68,7 @@ class ExactIndex:
         self.key_content: np.ndarray = arrays["key_content"]
         self.key_nworks: np.ndarray = arrays["key_nworks"]
         limit = common_limit(common_max_works, n_works)
+        self._key_lookup: KeyLookup | None = None
         self.key_strong = (np.asarray(self.key_content) >= min_content_words) & (np.asarray(self.key_nworks) <= limit)
 
     # -- building -----------------------------------------------------------------------------
@@ -147,6 +148,64 @@ class ExactIndex:
     # -- querying -----------------------------------------------------------------------------
     def runs(self, hashes: np.ndarray) -> list[Run]:
         """Maximal verbatim spans of a text, given its word hashes (see the module doc)."""
+        return self.runs_many(hashes, np.array([0, len(hashes)], dtype=np.int64))[0]
+
+    @property
+    def _lookup(self) -> KeyLookup:
+        if self._key_lookup is None:
+            self._key_lookup = KeyLookup(self.keys)
+        return self._key_lookup
+
+    def runs_many(self, hashes: np.ndarray, offsets: np.ndarray) -> list[list[Run]]:
+        """:meth:`runs` of several texts at once: ``hashes`` holds their word hashes one after the
+        other, text ``i`` being ``hashes[offsets[i]:offsets[i+1]]`` (one lookup for all)."""
+        n = self.n
+        offsets = np.asarray(offsets, dtype=np.int64)
+        n_docs = len(offsets) - 1
+        out: list[list[Run]] = [[] for _ in range(n_docs)]
+        g = ngram_hashes(np.asarray(hashes, dtype=np.uint64), n)
+        if len(g) == 0 or len(self.keys) == 0:
+            return out
+        counts = np.diff(offsets)
+        doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), counts)[:len(g)]
+        local = np.arange(len(g), dtype=np.int64) - offsets[doc_of]
+        ok = local + n <= counts[doc_of]          # n-grams inside one text
+        idx = self._lookup.find(g)
+        gpos = np.flatnonzero((idx >= 0) & ok)
+        if len(gpos) == 0:
+            return out
+        kid = idx[gpos]
+        lo = np.asarray(self.key_offsets[kid], dtype=np.int64)
+        cnt = np.asarray(self.key_offsets[kid + 1], dtype=np.int64) - lo
+        total = int(cnt.sum())
+        # posting index of every (hit, posting) pair
+        rep = np.repeat(np.arange(len(kid)), cnt)
+        within = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        post = lo[rep] + within
+        dc = doc_of[gpos][rep]
+        di = local[gpos][rep]
+        wk = np.asarray(self.post_work[post], dtype=np.int64)
+        wp = np.asarray(self.post_pos[post], dtype=np.int64)
+        strong = self.key_strong[kid][rep]
+        diag = wp - di
+        order = np.lexsort((di, diag, wk, dc))
+        dc, di, wk, wp, diag, strong = dc[order], di[order], wk[order], wp[order], diag[order], strong[order]
+        brk = np.ones(len(di), dtype=bool)
+        brk[1:] = ((dc[1:] != dc[:-1]) | (wk[1:] != wk[:-1]) | (diag[1:] != diag[:-1])
+                   | (di[1:] != di[:-1] + 1))
+        run_id = np.cumsum(brk) - 1
+        starts = np.nonzero(brk)[0]
+        ends = np.concatenate([starts[1:], [len(di)]]) - 1
+        has_strong = np.bincount(run_id, weights=strong.astype(np.float64), minlength=len(starts)) > 0
+        keep = starts[has_strong]
+        kend = ends[has_strong]
+        for d, w, s, p, e in zip(dc[keep].tolist(), wk[keep].tolist(), di[keep].tolist(), wp[keep].tolist(),
+                                 di[kend].tolist()):
+            out[d].append(Run(w, s, p, e - s + n))
+        return [_maximal(r) if r else r for r in out]
+
+    def runs_reference(self, hashes: np.ndarray) -> list[Run]:
+        """The one-text implementation :meth:`runs_many` must equal (kept for tests)."""
         n = self.n
         g = ngram_hashes(hashes, n)
         if len(g) == 0 or len(self.keys) == 0:

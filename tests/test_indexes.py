@@ -317,6 +317,185 @@ def test_scan_streams_records_in_order_with_coverage():
     assert out[2].covered == {"w0": 100} and out[2].n_words == 102
 
 
+# -- the batched fast paths against their one-text references -----------------------------------------
+def _mixed_texts(rng: random.Random, works: list[str], k: int = 14) -> list[str]:
+    """Texts that quote, edit or ignore ``works``; some short, some empty, some non-ASCII."""
+    out = ["", "   ", "river", "Naomi’s “ﬁne” İstanbul STRASSE straße _x_ 3.14 ½ ٣٤ 日本語"]
+    for i in range(k):
+        w = rng.choice(works).split()
+        s = rng.randrange(len(w) - 60)
+        quote = w[s:s + rng.choice([10, 16, 30, 60])]
+        if i % 3 == 1:
+            quote = _edit(quote, rng, 0.15)
+        host = _text(rng, rng.choice([0, 5, 40, 200]))
+        out.append(" ".join([host[:len(host) // 2], "“" + " ".join(quote) + "”", host[len(host) // 2:]]))
+    out.append(_text(rng, 500))
+    return out
+
+
+def test_tokenize_batch_equals_tokenize_per_text():
+    from tribute.indexes.text import tokenize_batch
+
+    rng = random.Random(11)
+    texts = _mixed_texts(rng, [_text(rng, 300) for _ in range(3)]) + ["émigré—café", "\U0001F600 smile \U0001F600"]
+    for seed in (3, 20261129):
+        b = tokenize_batch(texts, seed)
+        assert len(b.offsets) == len(texts) + 1
+        for i, t in enumerate(texts):
+            toks = tokenize(t)
+            sl = slice(int(b.offsets[i]), int(b.offsets[i + 1]))
+            assert b.starts[sl].tolist() == toks.starts.tolist() and b.ends[sl].tolist() == toks.ends.tolist()
+            assert np.array_equal(b.hashes[sl], word_hashes(toks.words, seed))
+            assert np.array_equal(b.stop[sl], stopword_mask(toks.words))
+    assert tokenize_batch([], 1).offsets.tolist() == [0]
+
+
+def test_word_table_survives_a_full_cache():
+    from tribute.indexes.text import WordTable
+
+    table = WordTable(5, cache_size=8)
+    words = [f"w{i}" for i in range(6)] + ["The", "the", "Ⅻ"]
+    for chunk in (words[:4], words[3:], words, words[::-1]):
+        h, stop = table.lookup(chunk)
+        norm = [tokenize(w).words[0] for w in chunk]
+        assert np.array_equal(h, word_hashes(norm, 5)) and np.array_equal(stop, stopword_mask(norm))
+
+
+def test_window_starts_many_equals_window_starts():
+    from tribute.indexes.minhash import _window_starts_many
+
+    rng = np.random.default_rng(1)
+    for window, stride in ((24, 12), (12, 6), (8, 1), (24, 6), (5, 3)):
+        m = np.concatenate([rng.integers(1, 200, 300), np.arange(1, 60)])
+        st, d = _window_starts_many(m, window, stride)
+        ref = [window_starts(int(x), window, stride) for x in m]
+        assert np.array_equal(st, np.concatenate(ref))
+        assert np.array_equal(d, np.repeat(np.arange(len(m)), [len(r) for r in ref]))
+
+
+def test_key_lookup_equals_searchsorted():
+    from tribute.indexes.text import KeyLookup
+
+    rng = np.random.default_rng(4)
+    for keys in (rng.integers(0, 2**64 - 1, size=5000, dtype=np.uint64),
+                 rng.integers(0, 2**20, size=3000, dtype=np.uint64),      # all in the first buckets
+                 np.empty(0, np.uint64), np.array([0, 2**64 - 1], dtype=np.uint64)):
+        keys = np.unique(keys)
+        needles = np.concatenate([keys[rng.integers(0, max(1, len(keys)), size=min(len(keys), 2000))],
+                                  rng.integers(0, 2**64 - 1, size=2000, dtype=np.uint64),
+                                  rng.integers(0, 2**20, size=2000, dtype=np.uint64),
+                                  np.array([0, 2**64 - 1], dtype=np.uint64)])
+        pos = KeyLookup(keys).find(needles)
+        ref = np.searchsorted(keys, needles)
+        ok = ref < len(keys)
+        ok[ok] = keys[ref[ok]] == needles[ok]
+        assert np.array_equal(pos, np.where(ok, ref, -1))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_exact_runs_many_equals_runs_per_text(seed):
+    from tribute.indexes.text import tokenize_batch
+
+    rng = random.Random(seed)
+    works = [_text(rng, 300, VOCAB[:8]) for _ in range(4)]
+    idx = WorkIndex.build([WorkText(f"w{i}", "h", t) for i, t in enumerate(works)], IndexConfig(kinds="exact", ngram=4))
+    texts = _mixed_texts(rng, works)
+    b = tokenize_batch(texts, idx.config.seed)
+    many = idx.exact.runs_many(b.hashes, b.offsets)
+    total = 0
+    for t, got in zip(texts, many):
+        ref = idx.exact.runs_reference(word_hashes(tokenize(t).words, idx.config.seed))
+        assert got == ref
+        total += len(ref)
+    assert total > 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_minhash_hits_many_equals_the_set_reference(seed):
+    from tribute.indexes.text import tokenize_batch
+
+    rng = random.Random(seed)
+    works = [_text(rng, 500) for _ in range(5)]
+    idx = _mh_index(works)
+    mh = idx.minhash
+    texts = _mixed_texts(rng, works, 20)
+    b = tokenize_batch(texts, idx.config.seed)
+    for thr in (0.2, 0.5):
+        many = mh.hits_many(b.hashes, b.stop, b.offsets, doc_stride=idx.config.doc_stride, threshold=thr)
+        total = 0
+        for t, got in zip(texts, many):
+            words = tokenize(t).words
+            ref = mh.hits_reference(word_hashes(words, idx.config.seed), stopword_mask(words),
+                                    doc_stride=idx.config.doc_stride, threshold=thr)
+            assert got == ref
+            total += len(ref)
+        assert total > 0
+
+
+def test_short_edited_quotes_need_distinctive_shingles():
+    """Quote windows (short texts): a 12-word quote with two edits is found in its own work, a
+    stock phrase several works share is not evidence; both paths agree with the set reference."""
+    from tribute.indexes.text import tokenize_batch
+
+    rng = random.Random(21)
+    own = [[f"{name}{k}" for k in range(12)] for name in ("alpha", "bravo", "charlie", "delta")]
+    stock = "lantern of the harvest copper meadow"
+    works = []
+    for i in range(4):
+        vocab = VOCAB + own[i] * 2
+        works.append(_text(rng, 150, vocab) + " " + stock + " " + _text(rng, 150, vocab))
+    idx = _mh_index(works)
+    w = works[1].split()
+    quote = w[40:52]
+    quote[4] = "zzz" + quote[4]                          # two edits
+    quote[8] = "zzz" + quote[8]
+    filler = " ".join(f"token{rng.randrange(9000)}" for _ in range(33))   # the quote straddles half windows
+    texts = [filler + " " + " ".join(quote) + " " + filler, filler + " " + stock + " " + filler]
+    found = [{m.work_id for m in r.matches} for r in idx.match_many(texts)]
+    assert "w1" in found[0] and found[0] <= {"w1"}
+    assert found[1] == set()
+    mh = idx.minhash
+    b = tokenize_batch(texts, idx.config.seed)
+    many = mh.hits_many(b.hashes, b.stop, b.offsets, doc_stride=idx.config.doc_stride, threshold=0.2)
+    for t, got in zip(texts, many):
+        words = tokenize(t).words
+        assert got == mh.hits_reference(word_hashes(words, idx.config.seed), stopword_mask(words),
+                                        doc_stride=idx.config.doc_stride, threshold=0.2)
+
+
+def test_match_many_equals_matching_each_text_alone():
+    rng = random.Random(12)
+    works = _works(n=5)
+    idx = WorkIndex.build(works)
+    texts = _mixed_texts(rng, [w.text for w in works], 20)
+    for got, t in zip(idx.match_many(texts), texts):
+        toks = tokenize(t)
+        hits = idx._lexical_hits(toks, ("exact", "minhash"), idx.config.minhash_threshold, 0) if len(toks) else []
+        ref = idx._assemble("x", t, hits, len(toks))    # the per-text path, words counted by regex
+        assert (got.matches, got.covered, got.n_words) == (ref.matches, ref.covered, ref.n_words)
+
+
+def test_signatures_of_any_windows_equal_datasketch(monkeypatch):
+    """Unsorted, overlapping, nested and chunk-crossing windows (small chunks forced)."""
+    from datasketch import MinHash
+
+    import tribute.indexes.minhash as mhm
+
+    monkeypatch.setattr(mhm, "_BATCH_ROWS", 50)
+    rng = np.random.default_rng(3)
+    vals = rng.integers(0, 2**32, size=400, dtype=np.uint64).astype(np.uint32)
+    starts = rng.integers(0, 390, size=60)
+    lens = np.minimum(rng.integers(1, 40, size=60), len(vals) - starts)
+    starts = np.concatenate([starts, [0, 0, 399, 100]])
+    lens = np.concatenate([lens, [400, 1, 1, 24]])
+    a, b = permutations(64, 5)
+    sig = signatures(vals, starts, lens, a, b)
+    for i in range(len(starts)):
+        m = MinHash(num_perm=64, seed=5, hashfunc=lambda x: x, scheme="affine32")
+        m.update_batch(vals[starts[i]:starts[i] + lens[i]].tolist())
+        assert np.array_equal(sig[i], m.hashvalues), i
+
+
 # -- semantic ------------------------------------------------------------------------------------------
 def _need_embed():
     pytest.importorskip("sentence_transformers", reason="the semantic index needs the extra tribute[embed]")

@@ -182,8 +182,8 @@ def test_demo_step_and_outputs(tmp_path, ws):
     build_training_corpus(ws.subdir("data"))
     lines: list[str] = []
     s = demo_step(ws, lines.append)
-    assert s["recall"] == 1.0 and s["found"] == s["planted"] == 24
-    assert any("recall of the planted copies: 24/24" in x for x in lines)
+    assert s["recall"] == 1.0 and s["found"] == s["planted"] == 30
+    assert any("recall of the planted copies: 30/30" in x for x in lines)
     ruth = next(i for i in items if i.id == "ruth").text
     outputs = _jsonl(tmp_path / "outputs.jsonl", [
         {"id": "out-1", "prompt": "Tell me about Ruth", "text": "Sure. " + " ".join(ruth.split()[200:260])},
