@@ -689,28 +689,76 @@ def _period_state(con, period: str, before_split: int | None = None) -> tuple[di
     return {k: int(v) for k, v in prior.items()}, fees
 
 
+_PAIR_HASH_JOIN = True  # tests switch it off to exercise the string join used when two pairs share a hash
+
+
 def batch_shares(con, events, run_id: str, src: str = "ledger_shares"):
     """The shares of ``run_id`` for ``events``' outputs, with the columns compute_allocation can
     use instead of recomputing them: ``_ev`` (row of the event), ``_wrank`` (rank of the work id
-    among the distinct works, byte order) and ``_hcode`` (a code per holder). The matching and
-    ranking run in DuckDB, in parallel, without Python strings."""
+    among the distinct works, byte order) and ``_hcode`` (a code per holder).
+
+    DuckDB matches rows to events and codes each row by its distinct (work_id, holder_id) pair
+    (in parallel, without Python strings); the ranks and holder codes are then read off the
+    sorted pair list (~ one row per work) and gathered per row in numpy. The string columns come
+    back dictionary-encoded (``output_id`` over the events, ``work_id`` / ``holder_id`` over the
+    pairs): the same values without materialising 10^7 strings."""
+    import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     con = wrap(con)
-    _reg(con, "_evs", pa.table({"output_id": events.column("output_id"),
-                                "_ev": pa.array(range(events.num_rows), pa.int64())}))
+    ev_out = events.column("output_id")
+    if isinstance(ev_out, pa.ChunkedArray):
+        ev_out = ev_out.combine_chunks()
+    _reg(con, "_evs", pa.table({"output_id": ev_out, "_ev": pa.array(np.arange(events.num_rows, dtype=np.int64))}))
     try:
-        return con.sql(
-            "WITH s AS (SELECT s.output_id, s.work_id, s.holder_id, s.share, e._ev FROM " + src + " s "
-            "  JOIN _evs e USING (output_id) WHERE s.run_id = ?), "
-            "w AS (SELECT work_id, (row_number() OVER (ORDER BY work_id) - 1)::BIGINT AS _wrank "
-            "  FROM (SELECT DISTINCT work_id FROM s WHERE work_id IS NOT NULL)), "
-            "h AS (SELECT holder_id, (row_number() OVER (ORDER BY holder_id) - 1)::BIGINT AS _hcode "
-            "  FROM (SELECT DISTINCT holder_id FROM s WHERE holder_id IS NOT NULL)) "
-            "SELECT s.*, w._wrank, h._hcode FROM s LEFT JOIN w USING (work_id) LEFT JOIN h USING (holder_id)",
-            params=[run_id]).to_arrow_table()
+        # distinct (work, holder) pairs, coded in sort order; rows find their pair by a 64-bit hash
+        # of the pair (an integer join), unless two pairs share a hash: then by the strings
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _bs_pairs AS SELECT work_id, holder_id, h, "
+            "(row_number() OVER (ORDER BY work_id ASC NULLS LAST, holder_id ASC NULLS LAST) - 1)::BIGINT AS _pair "
+            "FROM (SELECT DISTINCT s.work_id, s.holder_id, hash(s.work_id, s.holder_id) AS h FROM " + src + " s "
+            "WHERE s.run_id = ? AND s.output_id IN (SELECT output_id FROM _evs))", [run_id])
+        pairs = con.sql("SELECT work_id, holder_id FROM _bs_pairs ORDER BY _pair").to_arrow_table()
+        unique = _PAIR_HASH_JOIN and con.execute("SELECT count(*) = count(DISTINCT h) FROM _bs_pairs").fetchall()[0][0]
+        on = ("hash(s.work_id, s.holder_id) = p.h" if unique else
+              "s.work_id IS NOT DISTINCT FROM p.work_id AND s.holder_id IS NOT DISTINCT FROM p.holder_id")
+        rows = con.sql(
+            "SELECT e._ev, s.share, p._pair FROM " + src + " s JOIN _evs e USING (output_id) "
+            "JOIN _bs_pairs p ON " + on + " WHERE s.run_id = ?", params=[run_id]).to_arrow_table()
     finally:
         con.unregister("_evs")
+        try:
+            con.execute("DROP TABLE IF EXISTS _bs_pairs")
+        except Exception:  # noqa: BLE001 - an aborted transaction drops it on rollback; keep the first error
+            pass
+    pw = pairs.column("work_id").combine_chunks().cast(pa.string())
+    ph = pairs.column("holder_id").combine_chunks().cast(pa.string())
+    n_p = len(pw)
+    # work rank: pairs are sorted by work id (nulls last), so a new rank starts where the id changes
+    w_valid = pw.is_valid().to_numpy(zero_copy_only=False)
+    if n_p > 1:
+        changed = pc.not_equal(pw.slice(1), pw.slice(0, n_p - 1)).fill_null(True).to_numpy(zero_copy_only=False)
+        new = np.concatenate([[True], changed])
+    else:
+        new = np.ones(n_p, dtype=bool)
+    wrank_p = np.cumsum(new & w_valid) - 1
+    hc = pc.dictionary_encode(ph)
+    hcode_p = hc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    pair = rows.column("_pair").to_numpy().astype(np.int64, copy=False)
+    wr = wrank_p[pair]
+    wr_null = ~w_valid[pair]
+    hcode = hcode_p[pair]
+    ev = rows.column("_ev").to_numpy().astype(np.int64, copy=False)
+    return pa.table({
+        "output_id": pa.DictionaryArray.from_arrays(pa.array(ev), ev_out),
+        "work_id": pa.DictionaryArray.from_arrays(pa.array(pair, mask=wr_null), pw),
+        "holder_id": pa.DictionaryArray.from_arrays(pa.array(pair, mask=hcode < 0), ph),
+        "share": rows.column("share"),
+        "_ev": pa.array(ev),
+        "_wrank": pa.array(np.where(wr_null, 0, wr), pa.int64(), mask=wr_null),
+        "_hcode": pa.array(np.where(hcode < 0, 0, hcode), pa.int64(), mask=hcode < 0),
+    })
 
 
 def _plan_batch(con, policy: PricingPolicy, period: str, run_id: str | None, exposure) -> dict | None:

@@ -16,6 +16,12 @@ How a pool of ``A`` minor units is split over rows with weights:
    (work or holder id) rotated by a seeded hash of the pool's id, so no holder is favoured in
    every pool; the residual ("unattributed") row always ranks last.
 
+Speed (10^7 rows): the leftover units are handed out without an argsort of the rows -- the packed
+keys ``(group, remainder)`` are sorted as values and each pool's threshold key is read at its
+``left``-th position; only rows exactly at a threshold shared by more rows than units left are
+ordered by tie key (see ``_largest_remainder_sorted``). int64 is used only where the bound
+``amount * max weight < 2**63`` is checked per call; otherwise the Python-integer path runs.
+
 So a pool is paid exactly, nobody gets a negative amount, a larger weight never gets less, equal
 weights differ by at most one minor unit, and the result is the same for any row order.
 """
@@ -35,12 +41,14 @@ TIE_SEED = 20261129
 _I63 = (1 << 63) - 1
 
 
-def _group_sum(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
-    """Exact int64 sums per group, whatever the row order (floats only where provably exact)."""
+def _group_sum(group: np.ndarray, values: np.ndarray, n_groups: int, counts: np.ndarray | None = None) -> np.ndarray:
+    """Exact int64 sums per group, whatever the row order (floats only where provably exact).
+
+    ``counts`` (rows per group) may be passed when the caller has it, to save a pass."""
     if len(values) == 0:
         return np.zeros(n_groups, dtype=np.int64)
-    vmax = int(np.abs(values).max())
-    cmax = int(np.bincount(group, minlength=n_groups).max())
+    vmax = max(abs(int(values.max())), abs(int(values.min())))
+    cmax = int((np.bincount(group, minlength=n_groups) if counts is None else counts).max())
     if vmax * cmax < (1 << 53):
         return np.rint(np.bincount(group, weights=values.astype(np.float64), minlength=n_groups)).astype(np.int64)
     out = np.zeros(n_groups, dtype=object)
@@ -50,14 +58,18 @@ def _group_sum(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarr
     return out.astype(np.int64)
 
 
-def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tiekey: np.ndarray) -> np.ndarray:
+def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tiekey: np.ndarray, *,
+                total_w: np.ndarray | None = None) -> np.ndarray:
     """Split ``amount[g]`` over the rows of each group ``g`` by integer ``weight``, exactly.
 
     Args:
         group: int64 group index per row (0..G-1).
         weight: int64 non-negative weight per row.
         amount: int64 non-negative pool amount per group (length G).
-        tiekey: int64 tie-break key per row (smaller wins a tie).
+        tiekey: int64 tie-break key per row (smaller wins a tie; rows equal in remainder and tie
+            key keep their input order).
+        total_w: the per-group sums of ``weight`` when the caller already has them (saves a pass;
+            they must be exact).
 
     Returns:
         int64 amount per row (in the input order); per group they add up to ``amount[g]``.
@@ -74,9 +86,13 @@ def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tieke
         if np.any(amount != 0):
             raise InputError("a pool with money has no rows to pay; give it a residual row")
         return np.zeros(0, dtype=np.int64)
-    if np.any(weight < 0) or np.any(amount < 0):
+    if int(weight.min()) < 0 or (g_count and int(amount.min()) < 0):
         raise InputError("negative weight or pool amount; weights and pools must be >= 0")
-    total_w = _group_sum(group, weight, g_count)
+    counts = np.bincount(group, minlength=g_count)
+    if total_w is None:
+        total_w = _group_sum(group, weight, g_count, counts)
+    else:
+        total_w = np.asarray(total_w, dtype=np.int64)
     if np.any((amount > 0) & (total_w == 0)):
         bad = int(np.flatnonzero((amount > 0) & (total_w == 0))[0])
         raise InputError(f"pool {bad} has money but no weight to split it by; give it a residual row")
@@ -86,32 +102,66 @@ def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tieke
     w_row = total_w[group]
     ok = w_row > 0
     num = amount[group] * weight
-    fl = np.zeros(n, dtype=np.int64)
-    fl[ok] = num[ok] // w_row[ok]
-    rem = num - fl * np.where(ok, w_row, 0)
-    left = amount - _group_sum(group, fl, g_count)
-    # rank rows inside each group by remainder (desc), then by tie key (asc)
+    if ok.all():
+        fl, rem = np.divmod(num, w_row)
+    else:
+        fl = np.zeros(n, dtype=np.int64)
+        fl[ok] = num[ok] // w_row[ok]
+        rem = num - fl * np.where(ok, w_row, 0)
+    del num, w_row, ok
+    left = amount - _group_sum(group, fl, g_count, counts)
     span = 1 << 33
     if int(total_w.max()) < span and g_count < (1 << 29):
-        key = group * span + (span - 1 - rem)
-        order = np.argsort(key, kind="quicksort")
-        ks = key[order]
-        eq = ks[1:] == ks[:-1]
-        if eq.any():  # equal remainders in a group: order those runs by tie key
-            in_run = np.zeros(n, dtype=bool)
-            in_run[1:] |= eq
-            in_run[:-1] |= eq
-            idx = np.flatnonzero(in_run)
-            sub = order[idx]
-            order[idx] = sub[np.lexsort((tiekey[sub], ks[idx]))]
-    else:
-        order = np.lexsort((tiekey, -rem, group))
-    counts = np.bincount(group, minlength=g_count)
+        fl += _largest_remainder_sorted(group, rem, left, tiekey, g_count, span, counts)
+        return fl
+    # rank rows inside each group by remainder (desc), then by tie key (asc), then by row
+    order = np.lexsort((np.arange(n, dtype=np.int64), tiekey, -rem, group))
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     gs = group[order]
     pos = np.arange(n, dtype=np.int64) - starts[gs]
     fl[order] += (pos < left[gs]).astype(np.int64)
     return fl
+
+
+def _largest_remainder_sorted(group, rem, left, tiekey, g_count: int, span: int, counts) -> np.ndarray:
+    """0/1 per row: whether the row gets one of its group's ``left`` leftover units.
+
+    The rows of a group ranked by (remainder desc, tie key asc, row asc), the first ``left[g]``
+    win. Instead of an argsort of all rows this sorts the packed keys ``group * span + (span - 1
+    - rem)`` (values only) and reads each group's threshold key at position ``left[g] - 1`` of
+    its block: rows below it win; rows equal to it (equal remainders) are ordered by tie key only
+    where the threshold is shared by more rows than it has units left.
+    """
+    key = group * span
+    key += (span - 1) - rem
+    sk = np.sort(key)
+    starts = np.cumsum(counts) - counts
+    has = left > 0
+    thr = np.full(g_count, -1, dtype=np.int64)          # no key is < -1: groups without units
+    thr[has] = sk[starts[has] + left[has] - 1]
+    t_row = thr[group]
+    win = key < t_row
+    # how many units the rows at the threshold key share, and how many rows share it
+    lo = np.searchsorted(sk, thr[has], side="left")
+    hi = np.searchsorted(sk, thr[has], side="right")
+    need = np.zeros(g_count, dtype=np.int64)
+    need[has] = starts[has] + left[has] - lo
+    eq_n = np.zeros(g_count, dtype=np.int64)
+    eq_n[has] = hi - lo
+    at = key == t_row
+    easy = need == eq_n                                 # all rows at the threshold win (no tie to break)
+    if easy.all():
+        win |= at
+    else:
+        win |= at & easy[group]
+        idx = np.flatnonzero(at & ~easy[group])
+        gi = group[idx]
+        o = np.lexsort((idx, tiekey[idx], gi))
+        idx, gi = idx[o], gi[o]
+        first = np.flatnonzero(np.r_[True, gi[1:] != gi[:-1]])
+        pos = np.arange(len(idx)) - np.repeat(first, np.diff(np.r_[first, len(idx)]))
+        win[idx[pos < need[gi]]] = True
+    return win.astype(np.int64)
 
 
 def _split_exact_objects(group, weight, amount, tiekey, total_w) -> np.ndarray:
@@ -150,11 +200,21 @@ def quantise(share: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
     m = float(share.max())
     if m <= 0:
         return np.zeros(len(share), dtype=np.int64)
-    fixed = np.floor(share / m * float(1 << FIXED_BITS) + 0.5).astype(np.int64)
+    # the same float operations as floor(share / m * 2**40 + 0.5), in one buffer
+    tmp = np.divide(share, m)
+    tmp *= float(1 << FIXED_BITS)
+    tmp += 0.5
+    np.floor(tmp, out=tmp)
+    fixed = tmp.astype(np.int64)
     sums = _group_sum(group, fixed, n_groups)
-    denom = sums[group].astype(np.float64)
     if (sums > 0).all():
-        return np.floor(fixed / denom * QUANT + 0.5).astype(np.int64)
+        # floor(fixed / denom * 2**32 + 0.5), in the same buffer
+        np.divide(fixed, sums[group], out=tmp)
+        tmp *= QUANT
+        tmp += 0.5
+        np.floor(tmp, out=tmp)
+        return tmp.astype(np.int64)
+    denom = sums[group].astype(np.float64)
     q = np.zeros(len(share), dtype=np.int64)
     ok = denom > 0
     q[ok] = np.floor(fixed[ok] / denom[ok] * QUANT + 0.5).astype(np.int64)
@@ -274,8 +334,6 @@ def compute_allocation(policy, events, shares=None, exposure=None, *, prior_hold
     import pyarrow.compute as pc
 
     events = events.combine_chunks()
-    if shares is not None:
-        shares = shares.combine_chunks()
     n_ev = events.num_rows
     ev_keys = events.column("event_key").to_pylist()
     ev_out = events.column("output_id")
@@ -335,6 +393,48 @@ def compute_allocation(policy, events, shares=None, exposure=None, *, prior_hold
     return Allocation(detail=table, split=split, distribute=dist, stats=stats)
 
 
+def _np(col, dtype) -> np.ndarray:
+    """A numeric Arrow column (chunked or not, no nulls) as a numpy array of ``dtype``."""
+    return col.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def _strings(col):
+    """A string column to take from: a single array when it has one chunk, else the chunked array."""
+    import pyarrow as pa
+
+    if isinstance(col, pa.ChunkedArray):
+        if col.num_chunks == 1:
+            return col.chunk(0)
+        if col.num_chunks == 0:
+            return pa.array([], col.type)
+    return col
+
+
+def _take_strings(col, rows: np.ndarray, n_null: int):
+    """``col[rows]`` followed by ``n_null`` nulls, as a plain string array.
+
+    A dictionary-encoded column (the ledger's ``batch_shares``) is taken through its indices, so
+    only the looked-up values are materialised (no cast of the whole column)."""
+    import pyarrow as pa
+
+    mask = np.concatenate([np.zeros(len(rows), bool), np.ones(n_null, bool)])
+    if pa.types.is_dictionary(col.type):
+        chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+        if len(chunks) == 1 or all(c.dictionary.equals(chunks[0].dictionary) for c in chunks[1:]):
+            dictionary = chunks[0].dictionary.cast(pa.string())
+            codes = col.indices if not isinstance(col, pa.ChunkedArray) else \
+                pa.chunked_array([c.indices for c in chunks], chunks[0].indices.type)
+            code_np = codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            picked = code_np[rows]
+            sel = np.concatenate([picked, np.zeros(n_null, np.int64)])
+            nulls = mask.copy()
+            nulls[:len(rows)] = picked < 0
+            sel[nulls] = 0
+            return dictionary.take(pa.array(sel, mask=nulls))
+    sel = pa.array(np.concatenate([rows, np.zeros(n_null, np.int64)]), mask=mask)
+    return col.take(sel).cast(pa.string())
+
+
 def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -362,11 +462,11 @@ def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
     else:
         j = None
     if j is not None and j.num_rows:
-        j = j.combine_chunks()
-        ev = j.column("_ev").to_numpy().astype(np.int64, copy=False)
-        share = j.column("share").to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-        work = j.column("work_id").chunk(0) if j.column("work_id").num_chunks else pa.array([], pa.string())
-        holder = j.column("holder_id").chunk(0) if j.column("holder_id").num_chunks else pa.array([], pa.string())
+        # numeric columns to numpy (one copy each); string columns stay chunked (only taken from)
+        ev = _np(j.column("_ev"), np.int64)
+        share = _np(j.column("share"), np.float64)
+        work = _strings(j.column("work_id"))
+        holder = _strings(j.column("holder_id"))
         if not np.isfinite(share).all():
             raise InputError("attribution shares: a share is NaN or infinite; recompute the attribution run")
         if np.any(share < 0):
@@ -391,9 +491,9 @@ def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
     # every event gets one residual row (weight 0 unless the input or the rules put some there)
     has_rows = np.bincount(ev, minlength=n_ev) > 0 if len(ev) else np.zeros(n_ev, bool)
     if j is not None and "_wrank" in j.column_names:
-        wr = j.column("_wrank").fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        k = int(wr.max()) + 1 if len(wr) else 0
-        rank = np.where(wr < 0, k, wr)
+        rank = _np(j.column("_wrank").fill_null(-1), np.int64)
+        k = int(rank.max()) + 1 if len(rank) else 0
+        rank = np.where(rank < 0, k, rank)
     else:
         rank, k = rank_strings(work)
     w = quantise(share, ev, n_ev)
@@ -433,55 +533,65 @@ def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
     # a group whose kept weight is zero (all shares clipped to 0) pays its residual row
     res_w = np.where(tot == 0, 1, res_w)
     wts[len(wts) - n_ev:] = res_w
-    amounts = split_exact(grp, wts, outp, ties)
+    amounts = split_exact(grp, wts, outp, ties, total_w=np.where(tot == 0, 1, tot))
     kidx = np.flatnonzero(kw)
-    holders_k = holder.take(pa.array(kidx)) if n_keep else pa.array([], pa.string())
-    works_k = work.take(pa.array(kidx)) if n_keep else pa.array([], pa.string())
+    res_amt = amounts[n_keep:]
+    # residual rows that carry nothing are noise: keep those with weight or money only
+    rk = np.flatnonzero((res_amt > 0) | (res_w > 0))
+    n_res = len(rk)
+    n_rows = n_keep + n_res
+    res_account = policy.output_residual_account
     if n_keep and "_hcode" in j.column_names:
         # holder codes from the caller: per-holder totals by bincount, names from the first row per code
-        hc = j.column("_hcode").fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)[kidx]
+        hc = _np(j.column("_hcode").fill_null(-1), np.int64)[kidx]
         n_h = int(hc.max()) + 1
         first = np.full(n_h, -1, dtype=np.int64)
         first[hc[::-1]] = np.arange(n_keep - 1, -1, -1, dtype=np.int64)
-        names = holders_k.take(pa.array(first[first >= 0]))
+        names = holder.take(pa.array(kidx[first[first >= 0]])).cast(pa.string())
         code_pos = np.cumsum(first >= 0) - 1
-        acc_dict = pc.binary_join_element_wise("holder:", names.cast(pa.string()), "")
-        acc_k = acc_dict.take(pa.array(code_pos[hc]))
-        sums = np.rint(np.bincount(code_pos[hc], weights=amounts[:n_keep].astype(np.float64),
-                                   minlength=len(names))).astype(np.int64)
-        lines = {a: int(v) for a, v in zip(acc_dict.to_pylist(), sums.tolist())}
+        acc_idx = code_pos[hc]
+        del hc
     elif n_keep:
+        holders_k = holder.take(pa.array(kidx))
+        if isinstance(holders_k, pa.ChunkedArray):
+            holders_k = holders_k.combine_chunks()
         enc = pc.dictionary_encode(holders_k)
-        acc_dict = pc.binary_join_element_wise("holder:", enc.dictionary.cast(pa.string()), "")
-        acc_k = acc_dict.take(enc.indices)
-        idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        sums = np.rint(np.bincount(idx, weights=amounts[:n_keep].astype(np.float64),
+        names = enc.dictionary.cast(pa.string())
+        acc_idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    if n_keep:
+        if isinstance(names, pa.ChunkedArray):
+            names = names.combine_chunks()
+        acc_dict = pc.binary_join_element_wise("holder:", names, "")
+        sums = np.rint(np.bincount(acc_idx, weights=amounts[:n_keep].astype(np.float64),
                                    minlength=len(acc_dict))).astype(np.int64)
         lines = {a: int(v) for a, v in zip(acc_dict.to_pylist(), sums.tolist())}
+        # one take per column over kept rows then residual rows (a null index gives a null)
+        accounts = pa.concat_arrays([acc_dict, pa.array([res_account], pa.string())]).take(
+            pa.array(np.concatenate([acc_idx, np.full(n_res, len(acc_dict), np.int64)])))
+        works_col = _take_strings(work, kidx, n_res)
+        # holder ids from the (small) list of distinct holders, by the codes the lines use
+        holders_col = names.take(pa.array(np.concatenate([acc_idx, np.zeros(n_res, np.int64)]),
+                                          mask=np.concatenate([np.zeros(n_keep, bool), np.ones(n_res, bool)])))
     else:
-        acc_k = pa.array([], pa.string())
+        accounts = pa.repeat(pa.scalar(res_account, pa.string()), n_res)
+        works_col = pa.nulls(n_res, pa.string())
+        holders_col = pa.nulls(n_res, pa.string())
         lines = {}
     ev_out = events.column("output_id")
     if isinstance(ev_out, pa.ChunkedArray):
         ev_out = ev_out.combine_chunks()
     ev_keys_arr = pa.array(ev_keys, pa.string())
-    # residual rows that carry nothing are noise: keep those with weight or money only
-    res_amt = amounts[n_keep:]
-    rk = np.flatnonzero((res_amt > 0) | (res_w > 0))
-    n_res = len(rk)
-    rk_arr = pa.array(rk, pa.int64())
+    ev_sel = pa.array(np.concatenate([ev[kw], rk]), pa.int64())
     res_share_arr = np.where(has_rows, res_share, np.nan)[rk]
-    ev_k = pa.array(ev[kw], pa.int64())
     table = pa.table({
-        "pool": pa.repeat(pa.scalar("output", pa.string()), n_keep + n_res),
-        "event_key": pa.concat_arrays([ev_keys_arr.take(ev_k), ev_keys_arr.take(rk_arr)]),
-        "output_id": pa.concat_arrays([ev_out.take(ev_k).cast(pa.string()), ev_out.take(rk_arr).cast(pa.string())]),
-        "work_id": pa.concat_arrays([works_k.cast(pa.string()), pa.nulls(n_res, pa.string())]),
-        "holder_id": pa.concat_arrays([holders_k.cast(pa.string()), pa.nulls(n_res, pa.string())]),
-        "account": pa.concat_arrays([acc_k.cast(pa.string()),
-                                     pa.repeat(pa.scalar(policy.output_residual_account, pa.string()), n_res)]),
-        "share": pa.concat_arrays([pa.array(share[kw], pa.float64()),
-                                   pa.array(res_share_arr, pa.float64(), from_pandas=True)]),
+        "pool": pa.repeat(pa.scalar("output", pa.string()), n_rows),
+        "event_key": ev_keys_arr.take(ev_sel),
+        "output_id": ev_out.take(ev_sel).cast(pa.string()),
+        "work_id": works_col,
+        "holder_id": holders_col,
+        "account": accounts,
+        # kept shares are finite (checked above): only the residual rows' NaN become nulls
+        "share": pa.array(np.concatenate([share[kw], res_share_arr]), pa.float64(), from_pandas=True),
         "weight": pa.array(np.concatenate([wts[:n_keep], res_w[rk]]), pa.int64()),
         "amount": pa.array(np.concatenate([amounts[:n_keep], res_amt[rk]]), pa.int64()),
     })

@@ -178,3 +178,112 @@ def test_outputs_without_shares_go_to_the_residual_account():
     a = compute_allocation(POLICY, ev, None)
     assert a.stats["outputs_without_shares"] == 1
     assert a.distribute["unattributed"] == a.stats["output_pool"] + a.stats["training_pool"]
+
+
+# --- the fast paths against the reference (exact equality) -----------------------------------
+
+tie_pools = st.integers(1, 5).flatmap(lambda g: st.tuples(
+    st.lists(st.integers(0, 50), min_size=g, max_size=g),
+    st.lists(st.tuples(st.integers(0, g - 1), st.integers(0, 6), st.integers(0, 3)), min_size=g, max_size=60),
+))
+
+
+@settings(max_examples=200, deadline=None)
+@given(tie_pools)
+def test_sorted_threshold_split_equals_reference_with_many_ties(case):
+    """Small weights and few tie keys: equal remainders (and equal tie keys) everywhere, so the
+    threshold rows of the sorted-key fast path need the tie-break; the reference breaks full ties
+    by row order, and so does the fast path."""
+    amounts, rows = case
+    rows = rows + [(g, 1, 0) for g in range(len(amounts))]
+    groups = [r[0] for r in rows]
+    weights = [r[1] for r in rows]
+    ties = [r[2] for r in rows]
+    got = split_exact(np.array(groups), np.array(weights), np.array(amounts), np.array(ties))
+    assert got.tolist() == reference_split(groups, weights, amounts, ties)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tie_pools)
+def test_lexsort_fallback_equals_sorted_threshold_path(case):
+    """Weights above 2**33 per pool take the lexsort path; scaled weights give the same split."""
+    amounts, rows = case
+    rows = rows + [(g, 1, 0) for g in range(len(amounts))]
+    groups = np.array([r[0] for r in rows])
+    weights = np.array([r[1] for r in rows])
+    ties = np.array([r[2] for r in rows])
+    amounts = np.array(amounts)
+    a = split_exact(groups, weights, amounts, ties)
+    b = split_exact(groups, weights * (1 << 34), amounts, ties)   # same ratios, fallback path
+    assert a.tolist() == b.tolist()
+
+
+def test_large_random_split_equals_reference_per_pool():
+    rng = np.random.default_rng(5)
+    n_g = 50
+    groups = rng.integers(0, n_g, 4000)
+    weights = rng.integers(0, 2**32, 4000)
+    weights[::7] = weights[1::7][: len(weights[::7])]              # repeated weights: equal remainders
+    amounts = rng.integers(0, 10**7, n_g)
+    ties = rng.integers(0, 30, 4000)
+    groups = np.concatenate([groups, np.arange(n_g)])
+    weights = np.concatenate([weights, np.ones(n_g, np.int64)])
+    ties = np.concatenate([ties, np.zeros(n_g, np.int64)])
+    got = split_exact(groups, weights, amounts, ties)
+    assert got.tolist() == reference_split(groups.tolist(), weights.tolist(), amounts.tolist(), ties.tolist())
+
+
+def test_dictionary_encoded_shares_give_the_same_allocation():
+    """compute_allocation reads dictionary-encoded id columns (as batch_shares returns them) the
+    same as plain strings: same postings, same detail rows, same column types."""
+    pol = parse_policy('[policy]\nname = "t"\ncurrency = "EUR"\n[output_pool]\nmin_share = "0.05"\ntop_k = 3\n')
+    ev, rows = _build([(1, [5, 3, 3, 0, 9]), (2, [1]), (0, [7, 7, 7, 7])])
+    plain = _shares(rows)
+    enc = pa.table({c: (plain.column(c).dictionary_encode() if c != "share" else plain.column(c))
+                    for c in plain.column_names})
+    a = compute_allocation(pol, ev, plain)
+    b = compute_allocation(pol, ev, enc)
+    assert a.split == b.split and a.distribute == b.distribute
+    assert a.detail.schema == b.detail.schema
+    assert a.detail.to_pylist() == b.detail.to_pylist()
+
+
+def test_batch_shares_hash_join_equals_string_join_and_plain_path(ws, monkeypatch):
+    """batch_shares codes rows by a hash of their (work, holder) pair; the string join it falls
+    back to on a hash collision, and the plain-string path of compute_allocation, agree with it."""
+    from tribute.market import ledger as ledger_mod
+    from tribute.market.ledger import batch_shares, ingest_shares
+
+    rows = [("o1", "w2", "h1", 0.4), ("o1", "w1", "h2", 0.3), ("o1", "w1", "h2", 0.1), ("o1", None, None, 0.2),
+            ("o2", "w3", "h1", 0.5), ("o2", "w2", "h1", 0.5), ("o3", None, None, 1.0), ("o9", "w1", "h2", 0.5),
+            ("o9", "w0", "h3", 0.5)]   # o9 has no event: its work w0 must not count in the ranks
+    shares = _shares(rows)
+    ev = pa.table({"event_key": ["e3", "e1", "e2", "e4"], "output_id": ["o3", "o1", "o2", "o1"],
+                   "amount": pa.array([10, 1001, 999, 7], pa.int64())})
+    with ws.connect() as con:
+        ingest_shares(con, shares, "r")
+        by_hash = batch_shares(con, ev, "r")
+        monkeypatch.setattr(ledger_mod, "_PAIR_HASH_JOIN", False)
+        by_str = batch_shares(con, ev, "r")
+    key = lambda t: sorted(map(str, zip(*(t.column(c).to_pylist() for c in t.column_names))))
+    assert key(by_hash) == key(by_str)
+    assert by_hash.num_rows == 11         # o1's 4 rows for two events, o2's 2, o3's 1; o9 has no event
+    # the same rows, work ranks and holder grouping as the earlier all-SQL version
+    with ws.connect() as con:
+        con.register("_evs", pa.table({"output_id": ev.column("output_id"), "_ev": pa.array(range(4), pa.int64())}))
+        old = con.sql(
+            "WITH s AS (SELECT s.output_id, s.work_id, s.holder_id, s.share, e._ev FROM ledger_shares s "
+            "  JOIN _evs e USING (output_id) WHERE s.run_id = 'r'), "
+            "w AS (SELECT work_id, (row_number() OVER (ORDER BY work_id) - 1)::BIGINT AS _wrank "
+            "  FROM (SELECT DISTINCT work_id FROM s WHERE work_id IS NOT NULL)) "
+            "SELECT s.*, w._wrank FROM s LEFT JOIN w USING (work_id)").to_arrow_table()
+    cols = ["output_id", "work_id", "holder_id", "share", "_ev", "_wrank"]
+    sub = lambda t: sorted(map(str, zip(*(t.column(c).to_pylist() for c in cols))))
+    assert sub(by_hash) == sub(old)
+    pairs = set(zip(by_hash.column("holder_id").to_pylist(), by_hash.column("_hcode").to_pylist()))
+    assert len({h for h, _ in pairs}) == len(pairs) == len({c for _, c in pairs})
+    a = compute_allocation(POLICY, ev, by_hash)
+    b = compute_allocation(POLICY, ev, shares)
+    assert a.split == b.split and a.distribute == b.distribute
+    dkey = lambda t: sorted(map(str, zip(*(t.column(c).to_pylist() for c in t.column_names))))
+    assert dkey(a.detail) == dkey(b.detail)
