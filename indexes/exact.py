@@ -34,6 +34,20 @@ from .text import KeyLookup, content_counts, ngram_hashes, word_hashes
 FILES = ("keys", "key_offsets", "post_work", "post_pos", "key_content", "key_nworks")
 
 
+def load_arrays(folder: Path, names, kind: str) -> dict[str, "np.ndarray"]:
+    """Memory-map ``folder/<name>.npy`` for each name (no pickles); an unreadable file is an IntegrityError."""
+    arrays = {}
+    for name in names:
+        try:
+            arrays[name] = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise IntegrityError(
+                f"{folder / (name + '.npy')}: unreadable {kind} index file ({e}); run `tribute index build`"
+            ) from e
+    return arrays
+
+
+
 @dataclass(frozen=True)
 class Run:
     """One maximal verbatim span: word positions in the text and in work ``work``."""
@@ -121,14 +135,7 @@ class ExactIndex:
     @classmethod
     def load(cls, folder: Path, *, n: int, seed: int, min_content_words: int, common_max_works: int,
              n_works: int) -> "ExactIndex":
-        arrays = {}
-        for name in FILES:
-            try:
-                arrays[name] = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise IntegrityError(
-                    f"{folder / (name + '.npy')}: unreadable exact index file ({e}); run `tribute index build`"
-                ) from e
+        arrays = load_arrays(folder, FILES, "exact")
         k = len(arrays["keys"])
         if (len(arrays["key_offsets"]) != k + 1 or len(arrays["key_content"]) != k
                 or len(arrays["key_nworks"]) != k

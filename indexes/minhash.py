@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import IntegrityError
+from .exact import load_arrays
 from .text import KeyLookup, ngram_hashes
 
 FILES = ("shingles", "shingle_word", "work_offsets", "win_work", "win_start", "win_len", "signatures")
@@ -307,14 +308,7 @@ class MinHashIndex:
 
     @classmethod
     def load(cls, folder: Path, *, n_works: int, **settings) -> "MinHashIndex":
-        arrays = {}
-        for name in FILES:
-            try:
-                arrays[name] = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise IntegrityError(
-                    f"{folder / (name + '.npy')}: unreadable minhash index file ({e}); run `tribute index build`"
-                ) from e
+        arrays = load_arrays(folder, FILES, "minhash")
         nw = len(arrays["win_work"])
         sig = arrays["signatures"]
         if (len(arrays["work_offsets"]) != n_works + 1 or len(arrays["win_start"]) != nw
