@@ -40,14 +40,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .engine import Engine, LocalEngine
 from .errors import ConfigError, InputError, IntegrityError
-from .manifest import MANIFEST_NAME, atomic_write_text, build_manifest, check_manifest, write_manifest
+from .manifest import MANIFEST_NAME, atomic_write, atomic_write_text, build_manifest, check_manifest, write_manifest
 from .readers import Record, detect_format, parse_jsonl_line, read_records, read_txt_file, to_record
 
 PLAN_NAME = "shards.json"
@@ -501,17 +500,7 @@ def run_shard(spec: dict, fn: ShardFn, config: dict, out_dir: str) -> dict:
     result = fn(spec, config)
     suffix, rows, write = _writer_for(result, fn)
     final = out / (stem + suffix)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=out)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(final, write)
     marker = {"index": spec["index"], "count": spec["count"], "file": final.name, "rows": rows,
               "bytes": final.stat().st_size, "sha256": _sha256(final), "shard": dict(spec)}
     text = json.dumps(marker, sort_keys=True)
