@@ -85,13 +85,39 @@ class Engine(ABC):
         self.close()
 
 
-def _ordered(done: dict[int, Any], next_index: int) -> tuple[list[Any], int]:
-    """Pop the contiguous run of finished results starting at ``next_index``."""
-    out = []
-    while next_index in done:
-        out.append(done.pop(next_index))
-        next_index += 1
-    return out, next_index
+def _in_order(
+    items: Sequence[Any],
+    window: int,
+    submit: Callable[[Any], Any],
+    wait_any: Callable[[list[Any]], list[Any]],
+    result: Callable[[Any], Any],
+    cancel: Callable[[Any], None],
+) -> Iterator[Any]:
+    """Yield each item's result in input order, with at most ``window`` items submitted and not
+    yet yielded (running, or finished out of order and held back).
+
+    The bound covers held-back results too, so a consumer that stops or stalls (a progress
+    callback, a killed driver) leaves at most ``window`` shards of work past the last one it saw.
+    """
+    handles: dict[Any, int] = {}
+    done: dict[int, Any] = {}
+    it = iter(enumerate(items))
+    next_index = 0
+    try:
+        while True:
+            while next_index in done:
+                value = done.pop(next_index)
+                next_index += 1
+                yield value
+            for i, item in _take(it, window - len(handles) - len(done)):
+                handles[submit(item)] = i
+            if not handles:
+                return
+            for h in wait_any(list(handles)):
+                done[handles.pop(h)] = result(h)  # re-raises the worker's exception
+    finally:
+        for h in handles:
+            cancel(h)
 
 
 class LocalEngine(Engine):
@@ -130,31 +156,19 @@ class LocalEngine(Engine):
                 yield fn(item, *args)
             return
         pool = self._executor()
-        window = 2 * self.workers
-        pending: dict[Future, int] = {}
-        done: dict[int, Any] = {}
-        it = iter(enumerate(items))
-        next_index = 0
-        try:
-            for i, item in _take(it, window):
-                pending[pool.submit(fn, item, *args)] = i
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    try:
-                        done[pending.pop(fut)] = fut.result()  # re-raises the worker's exception
-                    except BrokenProcessPool as e:
-                        raise ConfigError(
-                            "a local worker process died (out of memory, killed, or a script without "
-                            "an `if __name__ == \"__main__\":` guard); lower --workers or fix the script"
-                        ) from e
-                    for j, item in _take(it, 1):
-                        pending[pool.submit(fn, item, *args)] = j
-                ready, next_index = _ordered(done, next_index)
-                yield from ready
-        finally:
-            for fut in pending:
-                fut.cancel()
+
+        def result(fut: Future) -> Any:
+            try:
+                return fut.result()
+            except BrokenProcessPool as e:
+                raise ConfigError(
+                    "a local worker process died (out of memory, killed, or a script without "
+                    "an `if __name__ == \"__main__\":` guard); lower --workers or fix the script"
+                ) from e
+
+        yield from _in_order(items, 2 * self.workers, lambda item: pool.submit(fn, item, *args),
+                             lambda fs: list(wait(fs, return_when=FIRST_COMPLETED)[0]), result,
+                             lambda fut: fut.cancel())
 
     def close(self) -> None:
         if self._pool is not None:
@@ -261,25 +275,9 @@ class RayEngine(Engine):
         ray = self.ray
         task = self._task(fn)
         arg_refs = [ray.put(a) for a in args]  # shared once, not copied per task
-        pending: dict[Any, int] = {}
-        done: dict[int, Any] = {}
-        it = iter(enumerate(items))
-        next_index = 0
-        try:
-            for i, item in _take(it, self.workers):
-                pending[task.remote(item, *arg_refs)] = i
-            while pending:
-                finished, _ = ray.wait(list(pending), num_returns=1)
-                for ref in finished:
-                    i = pending.pop(ref)
-                    done[i] = self._get(ref)
-                    for j, item in _take(it, 1):
-                        pending[task.remote(item, *arg_refs)] = j
-                ready, next_index = _ordered(done, next_index)
-                yield from ready
-        finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+        yield from _in_order(items, self.workers, lambda item: task.remote(item, *arg_refs),
+                             lambda refs: ray.wait(refs, num_returns=1)[0], self._get,
+                             lambda ref: ray.cancel(ref, force=True))
 
     def _get(self, ref: Any) -> Any:
         try:
