@@ -25,10 +25,11 @@ import numpy as np
 from ..core.errors import ConfigError, InputError, NotFoundError
 from ..core.manifest import build_manifest, check_manifest, write_manifest
 from .config import AttributionConfig
-from .features import FeatureStore, parse_shard
+from .features import engine_device, featurise, in_process
 from .grads import param_names
 
 PACKAGES = ("tribute", "numpy", "torch", "traker")
+FEATURISED = ("graddot", "gradcos", "tracin")   # the methods that featurise as a sharded stage
 SIGN = "score > 0: including the training example raises the query's measured output"
 
 
@@ -37,6 +38,15 @@ class AttributionResult:
     scores: np.ndarray | None     # [n_queries, n_train] float64; None when shards are unfinished
     manifest: dict
     complete: bool = True
+
+
+def _shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"I/N"`` (or ``(I, N)``) -> ``(I, N)``, checked; ``None`` -> ``None``."""
+    from ..core.engine import parse_shard
+
+    if isinstance(shard, tuple):
+        shard = f"{shard[0]}/{shard[1]}"
+    return parse_shard(shard)
 
 
 def load_state_dict(ckpt: Any) -> dict:
@@ -108,7 +118,8 @@ def fingerprint_examples(examples: Sequence[Any]) -> str:
 
 def attribute(model, checkpoints: Sequence[Any] | None, task, train: Sequence[Any],
               queries: Sequence[Any], method: str = "graddot", *, features_dir=None,
-              shard: str | tuple[int, int] | None = None, config: AttributionConfig | None = None,
+              shard: str | tuple[int, int] | None = None, engine=None, device: str = "cpu",
+              model_builder=None, progress=None, config: AttributionConfig | None = None,
               **settings) -> AttributionResult:
     """Score every query against every training example.
 
@@ -120,8 +131,16 @@ def attribute(model, checkpoints: Sequence[Any] | None, task, train: Sequence[An
         train, queries: sequences of examples for ``task.collate``.
         method: trak | influence | tracin | graddot | gradcos (or ``config.method``).
         features_dir: folder for on-disk features (resumable, shardable); default a temp folder.
-        shard: ``"I/N"``: featurise only this shard (graddot / gradcos / tracin); scores come
-            back (``complete=True``) once every shard is done.
+        shard: ``"I/N"``: featurise only the I-th of N contiguous slices of the shard plan, in
+            this process (graddot / gradcos / tracin; needs ``features_dir``); scores come back
+            (``complete=True``) once every shard is done.
+        engine: a :class:`~tribute.core.engine.Engine` (``get_engine("ray", ...)``) running the
+            featurisation shards; ``None`` runs them in this process. Results are the same bytes.
+        device: featurise on ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        model_builder: a top-level function (or ``functools.partial`` of one) returning the
+            model's architecture; process pools and Ray workers rebuild the model with it and load
+            the checkpoints from files (state dicts are saved as safetensors in ``features_dir``).
+        progress: called with each finished featurisation shard's marker, in shard order.
         config / settings: an :class:`AttributionConfig` or its fields as keywords.
 
     Returns:
@@ -136,9 +155,20 @@ def attribute(model, checkpoints: Sequence[Any] | None, task, train: Sequence[An
         raise InputError("the train set is empty; give at least one training example")
     if len(queries) == 0:
         raise InputError("no queries to attribute; give at least one query")
-    sh = parse_shard(shard) if not isinstance(shard, tuple) else shard
-    if sh != (0, 1) and cfg.method not in ("graddot", "gradcos", "tracin"):
-        raise ConfigError(f"--shard is supported for graddot, gradcos and tracin, not {cfg.method}")
+    sh = _shard(shard)
+    if cfg.method not in FEATURISED:
+        if sh is not None:
+            raise ConfigError(f"--shard is supported for graddot, gradcos and tracin, not {cfg.method}")
+        if not in_process(engine):
+            raise ConfigError(f"--engine / --workers run the featurisation of graddot, gradcos and tracin; "
+                              f"{cfg.method} runs in this process: drop them")
+        if str(device).lower() != "cpu":
+            raise ConfigError(f"--device {device}: only the featurisation of graddot, gradcos and tracin runs "
+                              f"on a GPU; use --device cpu with {cfg.method}")
+    else:
+        engine_device(device, engine)     # an unknown or missing device fails before anything is written
+    if sh is not None and features_dir is None:
+        raise ConfigError("--shard needs a features folder every slice shares: pass features_dir (--features DIR)")
     original = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ckpts = list(checkpoints or [original])
     labels = [str(c) if not isinstance(c, dict) else f"#{i}" for i, c in enumerate(ckpts)]
@@ -170,14 +200,16 @@ def attribute(model, checkpoints: Sequence[Any] | None, task, train: Sequence[An
         features_dir.mkdir(parents=True, exist_ok=True)
         write_manifest(features_dir, build_manifest("attribution-features", run_cfg, packages=PACKAGES))
         scores = None
-        if cfg.method in ("graddot", "gradcos", "tracin"):
+        if cfg.method in FEATURISED:
             from .grads import grad_dim
 
-            dim = cfg.proj_dim or grad_dim(model, names)
-            store = FeatureStore(features_dir / "train", run_cfg, len(train), dim, len(ckpts), cfg.chunk)
-            M.featurize_train(load, len(ckpts), model, task, train, names, cfg, store, sh)
-            needed = [len(ckpts) - 1] if cfg.method in ("graddot", "gradcos") else range(len(ckpts))
-            if all(store.complete(k) for k in needed):
+            # graddot / gradcos score with the final checkpoint only
+            needed = [len(ckpts) - 1] if cfg.method in ("graddot", "gradcos") else list(range(len(ckpts)))
+            store = featurise(model, ckpts, fps, task, train, ckpts=needed, names=names,
+                              grad_dim=grad_dim(model, names), cfg=cfg, run_config=run_cfg,
+                              features_dir=features_dir, engine=engine, shard=sh, device=device,
+                              model_builder=model_builder, progress=progress)
+            if store is not None:
                 scores = M.score_from_features(load, len(ckpts), model, task, queries, names, cfg, store)
         elif cfg.method == "trak":
             scores = M.trak_scores(load_sd, len(ckpts), model, task, train, queries, names, cfg,
@@ -202,7 +234,8 @@ def attribute(model, checkpoints: Sequence[Any] | None, task, train: Sequence[An
         raise InputError("attribution produced NaN or infinite scores; check the checkpoints and raise damping")
     manifest = build_manifest("attribution", run_cfg, packages=PACKAGES,
                               extra={"n_queries": len(queries), "queries": fingerprint_examples(queries),
-                                     "sign": SIGN, "shard": f"{sh[0]}/{sh[1]}",
+                                     "sign": SIGN, "shard": None if sh is None else f"{sh[0]}/{sh[1]}",
+                                     "device": str(device),
                                      "checkpoint_labels": labels})
     return AttributionResult(np.asarray(scores, dtype=np.float64) if scores is not None else None,
                              manifest, scores is not None)

@@ -8,6 +8,7 @@ from ..core.errors import ConfigError
 
 METHODS = ("trak", "influence", "tracin", "graddot", "gradcos")
 HESSIANS = ("ekfac", "kfac", "explicit", "cg")
+CURVATURES = ("gn", "fisher")
 
 
 @dataclass
@@ -21,10 +22,16 @@ class AttributionConfig:
         hessian: influence curvature: ekfac | kfac (linear layers, scales) | explicit | cg
             (full damped Fisher/Gauss-Newton inverse; references for small models).
         damping: influence damping, relative: ``damping x mean eigenvalue`` of the curvature.
-        fisher_samples: sampled targets per example for the explicit / cg Fisher.
+        curvature: explicit / cg curvature: gn (exact Gauss-Newton from the loss's output Hessian,
+            no sampling; small outputs such as classifiers) | fisher (Monte-Carlo Fisher from
+            ``fisher_samples`` sampled labels per example; any task with ``sampled_loss``).
+        fisher_samples: sampled targets per example for curvature fisher.
         lr: tracin step size per checkpoint (default 1 for each).
         params: parameter-name prefixes to differentiate (default all; kfac: module prefixes).
         lambda_reg: trak's ridge term (needed when proj_dim exceeds the train-set size).
+        trak_impl: trak: native (tribute's own featurisation into the on-disk feature store,
+            traker's formula; resumable) | traker (traker's ``TRAKer``). Default: traker with
+            projector traker, native otherwise.
         batch_size: examples per gradient batch.
         chunk: rows per on-disk feature chunk (the unit of resuming and sharding).
         seed: seeds projections and Fisher sampling.
@@ -35,10 +42,12 @@ class AttributionConfig:
     projector: str = "none"
     hessian: str = "ekfac"
     damping: float = 0.1
+    curvature: str = "gn"
     fisher_samples: int = 1
     lr: list[float] | None = None
     params: list[str] | None = None
     lambda_reg: float = 0.0
+    trak_impl: str | None = None
     batch_size: int = 16
     chunk: int = 64
     seed: int = 0
@@ -56,6 +65,13 @@ class AttributionConfig:
         if self.proj_dim < 0:
             raise ConfigError(f"proj_dim={self.proj_dim}: must be >= 0 (0 = full gradients)")
         if self.method == "trak":
+            if self.trak_impl is None:
+                self.trak_impl = "traker" if self.projector == "traker" else "native"
+            if self.trak_impl not in ("native", "traker"):
+                raise ConfigError(f"trak_impl {self.trak_impl!r}: use native or traker")
+            if self.trak_impl == "native" and self.projector == "traker":
+                raise ConfigError("trak_impl native runs tribute's projectors: use projector countsketch or "
+                                  "gaussian, or trak_impl traker")
             if self.proj_dim < 1:
                 raise ConfigError("trak needs a projection: set proj_dim >= 1 (e.g. 512)")
             if self.projector == "none":
@@ -67,6 +83,8 @@ class AttributionConfig:
                               "projector none with proj_dim 0, or a projector with proj_dim >= 1")
         if self.method == "influence" and self.proj_dim:
             raise ConfigError("influence does not use projections; set proj_dim 0 and projector none")
+        if self.curvature not in CURVATURES:
+            raise ConfigError(f"curvature {self.curvature!r}: use one of {', '.join(CURVATURES)}")
         if self.damping <= 0:
             raise ConfigError(f"damping={self.damping}: must be > 0")
         if self.fisher_samples < 1:
@@ -82,8 +100,8 @@ class AttributionConfig:
         d = asdict(self)
         # record only what the method uses, so a rerun with an irrelevant field changed is allowed
         keep = {"method", "params", "batch_size", "seed", "chunk"}
-        keep |= {"trak": {"proj_dim", "projector", "lambda_reg"},
-                 "influence": {"hessian", "damping", "fisher_samples", "cg_tol", "cg_max_iter"},
+        keep |= {"trak": {"proj_dim", "projector", "lambda_reg", "trak_impl"},
+                 "influence": {"hessian", "damping", "curvature", "fisher_samples", "cg_tol", "cg_max_iter"},
                  "tracin": {"proj_dim", "projector", "lr"},
                  "graddot": {"proj_dim", "projector"},
                  "gradcos": {"proj_dim", "projector"}}[self.method]

@@ -64,7 +64,7 @@ def _capture(model, names):
 def _with_ones(a):
     import torch
 
-    return torch.cat([a, torch.ones(*a.shape[:-1], 1, dtype=a.dtype)], dim=-1)
+    return torch.cat([a, torch.ones(*a.shape[:-1], 1, dtype=a.dtype, device=a.device)], dim=-1)
 
 
 def _as3d(t):

@@ -163,7 +163,7 @@ def _module():
             if T > self.config.max_len:
                 raise InputError(f"sequence of {T} tokens is longer than the model's context "
                                  f"({self.config.max_len}); shorten it")
-            x = self.tok(ids) + self.pos(torch.arange(T))
+            x = self.tok(ids) + self.pos(torch.arange(T, device=ids.device))
             for b in self.blocks:
                 x = b(x, self.causal)
             return self.head(self.ln_f(x))

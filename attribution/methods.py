@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.errors import ConfigError, InputError
 from .features import FeatureStore
-from .grads import grad_dim, per_example_grads, sampled_loss_grads
+from .grads import batch_grads, gauss_newton_rows, grad_dim, per_example_grads, sampled_loss_grads
 from .projection import make_projector
 
 
@@ -38,22 +38,6 @@ def gradient_features(model, task, examples, quantity, names, cfg, projector, ck
     if projector is not None:
         g = projector.project(g, ckpt_id)
     return g
-
-
-def featurize_train(load, n_ckpts, model, task, train, names, cfg, store: FeatureStore, shard=(0, 1)):
-    """Fill ``store`` with projected (or full) training-loss gradients for each checkpoint."""
-    d = grad_dim(model, names)
-    proj = make_projector(cfg.projector, d, cfg.proj_dim, cfg.seed)
-    done = 0
-    # graddot / gradcos score with the final checkpoint only
-    ckpts = [n_ckpts - 1] if cfg.method in ("graddot", "gradcos") else range(n_ckpts)
-    for k in ckpts:
-        if not store.pending(k, shard):
-            continue
-        load(k)
-        done += store.fill(k, lambda s, e: gradient_features(
-            model, task, train[s:e], "loss", names, cfg, proj, k).numpy(), shard)
-    return done
 
 
 def score_from_features(load, n_ckpts, model, task, queries, names, cfg, store: FeatureStore):
@@ -95,11 +79,20 @@ class _Batches:
 
 
 def influence_explicit(model, task, train, queries, names, cfg):
-    """Reference: ``-Q (F + lambda I)^-1 T^T`` with the Fisher ``F`` built in float64."""
+    """``-Q (G + lambda I)^-1 T^T`` in float64, ``G`` the curvature of the mean training loss.
+
+    ``curvature="gn"``: the exact Gauss-Newton matrix (closed-form output Hessian, no sampling);
+    ``"fisher"``: the Monte-Carlo Fisher from ``fisher_samples`` sampled labels per example.
+    ``lambda = damping x mean eigenvalue of G``.
+    """
     import torch
 
     f64 = torch.float64
-    S = sampled_loss_grads(model, task, train, cfg.seed, cfg.fisher_samples, names, dtype=f64)
+    if cfg.curvature == "gn":
+        R = gauss_newton_rows(model, task, train, names, cfg.batch_size, dtype=f64)   # [n, O, d]
+        S = R.reshape(-1, R.shape[-1]) * R.shape[1] ** 0.5   # so that S^T S / len(S) = sum_i R_i^T R_i / n
+    else:
+        S = sampled_loss_grads(model, task, train, cfg.seed, cfg.fisher_samples, names, dtype=f64)
     T = per_example_grads(model, task, train, "loss", names, cfg.batch_size, dtype=f64)
     Q = per_example_grads(model, task, queries, "measurement", names, cfg.batch_size, dtype=f64)
     d = S.shape[1]
@@ -160,8 +153,84 @@ def influence_kfac(model, task, train, queries, cfg, modules):
     return torch.cat(cols, dim=1).numpy()
 
 
-# ------------------------------------------------------------------ TRAK through traker
+# ------------------------------------------------------------------ TRAK
 def trak_scores(load_sd, n_ckpts, model, task, train, queries, names, cfg, save_dir: Path):
+    """TRAK scores ``[n_queries, n_train]``, ensembled over checkpoints (``cfg.trak_impl``)."""
+    if cfg.trak_impl == "traker":
+        return _trak_traker(load_sd, n_ckpts, model, task, train, queries, names, cfg, save_dir)
+    return _trak_native(load_sd, n_ckpts, model, task, train, queries, names, cfg, save_dir)
+
+
+def _trak_native(load_sd, n_ckpts, model, task, train, queries, names, cfg, save_dir: Path):
+    """traker's TRAK formula on tribute's own features (no ``TRAKer`` bookkeeping).
+
+    Per checkpoint ``m``: ``X_m`` = projected gradients of ``task.train_output`` over
+    ``sqrt(n_params)`` (traker's normalisation; it sets the scale of ``lambda_reg``), saved with
+    the out-to-loss weights ``w_m`` as a last column in ``save_dir/features.npy`` (written once,
+    atomically; a rerun with the same settings reuses it), ``A_m = (X_m^T X_m + lambda_reg I)^-1``
+    scaled to mean ``|A_m|`` = 1 (as traker does), and ``S = mean_m(Q_m A_m X_m^T) * mean_m(w_m)``
+    with ``Q_m`` the projected query gradients of ``task.measurement``: the scores traker's
+    ``finalize_scores`` returns, in float64.
+    """
+    import torch
+
+    from ..core.manifest import atomic_write, build_manifest, check_manifest, write_manifest
+
+    if cfg.lambda_reg == 0 and cfg.proj_dim > len(train):
+        raise ConfigError(f"trak: proj_dim={cfg.proj_dim} exceeds the {len(train)} training examples, so "
+                          "X^T X is singular; set lambda_reg > 0 (e.g. 1e-3) or lower proj_dim")
+    d = grad_dim(model, names)
+    proj = make_projector(cfg.projector, d, cfg.proj_dim, cfg.seed)
+    run = {**cfg.as_dict(), **task.config(), "n_rows": len(train), "n_ckpts": n_ckpts}
+    check_manifest(save_dir, "trak-features", run)
+    write_manifest(save_dir, build_manifest("trak-features", run, packages=("tribute", "torch")))
+
+    batches = [task.collate(list(train[s:s + cfg.batch_size])) for s in range(0, len(train), cfg.batch_size)]
+
+    def features(k):
+        rows, start = [], 0
+        for b in batches:
+            g = proj.project(batch_grads(model, task, b, "train_output", names, start), k) / d ** 0.5
+            with torch.no_grad():
+                w = task.out_to_loss_grad(model, b).reshape(-1, 1).to(g.dtype)
+            rows.append(torch.cat([g, w], dim=1))
+            start += b[0].shape[0]
+        return torch.cat(rows).numpy()
+
+    path = save_dir / "features.npy"          # [n_ckpts, n_train, proj_dim + 1], written once
+    if not path.exists():
+        def write(fh):   # streamed: one checkpoint's block in memory at a time
+            shape = (n_ckpts, len(train), cfg.proj_dim + 1)
+            np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": shape})
+            for k in range(n_ckpts):
+                model.load_state_dict(load_sd(k))
+                fh.write(np.ascontiguousarray(features(k), dtype="<f4").tobytes())
+
+        was_training = model.training
+        try:
+            atomic_write(path, write)
+        finally:
+            model.train(was_training)
+    feats = np.load(path, mmap_mode="r", allow_pickle=False)
+    total, w_sum = 0.0, 0.0
+    for k in range(n_ckpts):
+        model.load_state_dict(load_sd(k))
+        F = torch.from_numpy(np.asarray(feats[k], dtype=np.float64))
+        X, w = F[:, :-1], F[:, -1]
+        xtx = X.T @ X + cfg.lambda_reg * torch.eye(X.shape[1], dtype=X.dtype)
+        L, info = torch.linalg.cholesky_ex(xtx)
+        if int(info) != 0:
+            raise ConfigError("trak: the feature matrix is singular; set lambda_reg > 0 (e.g. 1e-3) or lower "
+                              "proj_dim")
+        A = torch.cholesky_inverse(L)
+        A = A / A.abs().mean()
+        Q = proj.project(per_example_grads(model, task, queries, "measurement", names, cfg.batch_size), k) / d ** 0.5
+        total = total + (Q.double() @ A @ X.T)
+        w_sum = w_sum + w
+    return ((total / n_ckpts) * (w_sum / n_ckpts)[None, :]).numpy()
+
+
+def _trak_traker(load_sd, n_ckpts, model, task, train, queries, names, cfg, save_dir: Path):
     """TRAK scores from traker's ``TRAKer`` (ensemble over checkpoints), ``[n_queries, n_train]``."""
     import logging
 

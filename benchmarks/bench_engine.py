@@ -7,8 +7,14 @@ throughput ratio to it and must produce the same bytes (checked). The per-shard 
 serial run give a per-document (and per-word) cost that is extrapolated to 10^9 documents on
 clusters of N nodes; the assumptions are printed with the estimate.
 
-    .venv/bin/python benchmarks/bench_engine.py            # 6000 docs, 24 shards
-    .venv/bin/python benchmarks/bench_engine.py --quick    # 600 docs, 8 shards (CI)
+Second workload: attribution featurisation (`tribute.attribution.features`: per-example loss
+gradients of a demo-size tiny GPT, count-sketched to 4096 dimensions, one `.npy` per shard of
+training windows), with the same engines and worker counts; the anchor is again the serial
+in-process run, and every run must write the same feature bytes (checked). Workers rebuild the
+model from its folder once (a warm-up featurisation, timed apart) and are then reused.
+
+    .venv/bin/python benchmarks/bench_engine.py            # 6000 docs, 24 shards; 768 windows
+    .venv/bin/python benchmarks/bench_engine.py --quick    # 600 docs, 8 shards; 96 windows (CI)
 """
 
 from __future__ import annotations
@@ -52,6 +58,74 @@ def timed_run(corpus: Path, out: Path, engine, shards: int, num_perm: int):
     return result, wall, stamps, t0
 
 
+def make_lm(folder: Path, windows: int, seed: int = 0) -> dict:
+    """A demo-size tiny GPT (48-d, 2 layers, 64 tokens of context) and `windows` training windows."""
+    from tribute.attribution import CausalLMTask
+    from tribute.attribution.lm import load_lm
+    from tribute.attribution.textattr import encode_texts
+    from tribute.cli.attribute_cmds import train_tiny_lm
+
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(2000)]
+    docs = [" ".join(rng.choices(vocab, k=rng.randint(40, 62))) for _ in range(windows)]  # one window each
+    folder.mkdir(parents=True)
+    corpus = folder / "train.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(docs)),
+                      encoding="utf-8")
+    res = train_tiny_lm(corpus, folder / "model", steps=2, checkpoints=1, context=64, d_model=48, layers=2,
+                        batch_size=8, seed=seed)
+    model, tok = load_lm(folder / "model")
+    ex = encode_texts(lambda t, b: tok.encode(t, b), 64, docs, [(docs[0][:30], docs[1][:30])])
+    return {"folder": str(folder / "model"), "params": res["params"], "context": 64, "train": ex.train,
+            "queries": ex.queries, "task": CausalLMTask(max_len=64, pad_id=tok.pad_id)}
+
+
+def featurise_once(lm: dict, out: Path, engine, shard: int, train=None):
+    import functools
+
+    from tribute.attribution import attribute
+    from tribute.attribution.lm import load_lm
+    from tribute.cli.attribute_cmds import build_model
+
+    model, _ = load_lm(lm["folder"])
+    return attribute(model, None, lm["task"], train or lm["train"], lm["queries"], "graddot", proj_dim=4096,
+                     projector="countsketch", batch_size=16, chunk=shard, features_dir=out, engine=engine,
+                     model_builder=functools.partial(build_model, lm["folder"]))
+
+
+def timed_featurise(lm: dict, out: Path, engine, shard: int, repeat: int, sums: set) -> dict:
+    """Best-of-`repeat` featurisation of the windows on `engine`, after a warm-up that builds the
+    model in every worker; adds the feature matrix's sha256 to `sums`."""
+    import hashlib
+
+    t = time.perf_counter()
+    featurise_once(lm, out / "warm-up", engine, shard, lm["train"][: 2 * shard * engine.workers])
+    start_s = time.perf_counter() - t
+    walls = []
+    for rep in range(repeat):
+        t = time.perf_counter()
+        featurise_once(lm, out / f"run-{rep}", engine, shard)
+        walls.append(time.perf_counter() - t)
+        sums.add(hashlib.sha256((out / f"run-{rep}" / "matrix" / "ckpt-000.npy").read_bytes()).hexdigest())
+    return {"seconds": min(walls), "windows_per_s": len(lm["train"]) / min(walls), "worker_start_s": start_s,
+            "all_seconds": walls}
+
+
+def report_featurise(feats: dict, sums: set, windows: int) -> dict:
+    anchor = feats.get("local x1")
+    print(f"\nfeaturisation ({windows} windows)")
+    print(f"{'run':<12}{'start s':>9}{'seconds':>10}{'windows/s':>11}{'vs local x1':>14}")
+    for key, r in feats.items():
+        r["ratio_vs_local_x1"] = r["windows_per_s"] / anchor["windows_per_s"] if anchor else float("nan")
+        print(f"{key:<12}{r['worker_start_s']:>9.2f}{r['seconds']:>10.2f}{r['windows_per_s']:>11.1f}"
+              f"{r['ratio_vs_local_x1']:>13.2f}x")
+    identical = len(sums) == 1
+    print(f"feature bytes identical across all runs: {'yes' if identical else 'NO'} ({next(iter(sums))[:16]}...)")
+    if not identical:
+        raise SystemExit("featurisation outputs differ between engines or worker counts")
+    return {"windows": windows, "runs": feats, "identical": identical}
+
+
 def money(x: Decimal) -> str:
     return str(x.quantize(Decimal("1"), rounding=ROUND_HALF_UP))
 
@@ -72,8 +146,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cores-per-node", type=int, default=64)
     ap.add_argument("--usd-per-node-hour", default="2.86",
                     help="price of one node-hour (default: a 64-vCPU on-demand cloud VM, ~USD 2.86)")
+    ap.add_argument("--feat-windows", type=int, default=None,
+                    help="training windows to featurise (default 768; 96 with --quick; 0 = skip)")
+    ap.add_argument("--feat-shard", type=int, default=None, help="windows per featurisation shard (default 64; 24 quick)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON at the end")
     args = ap.parse_args(argv)
+    feat_windows = args.feat_windows if args.feat_windows is not None else (96 if args.quick else 768)
+    feat_shard = args.feat_shard or (24 if args.quick else 64)
     docs = args.docs or (600 if args.quick else 6000)
     shards = args.shards or (8 if args.quick else 24)
     engines = [e for e in args.engines.split(",") if e]
@@ -88,6 +167,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"corpus: {docs} docs, {words} words ({words / docs:.0f}/doc), {shards} shards, "
           f"num_perm={args.num_perm}, 8-grams; shard plan pass {plan_s:.2f}s")
 
+    lm = make_lm(tmp / "lm", feat_windows) if feat_windows else None
+    if lm is not None:
+        print(f"featurisation: {feat_windows} windows of {lm['context']} tokens, tiny GPT of {lm['params']:,} "
+              f"parameters, count-sketch to 4096 dims, {feat_shard} windows per shard")
+    feats: dict[str, dict] = {}
+    feat_sums = set()
     runs: dict[str, dict] = {}
     checksums = set()
     per_shard: list[float] = []
@@ -121,6 +206,9 @@ def main(argv: list[str] | None = None) -> dict:
                 wall = min(walls)
                 runs[key] = {"seconds": wall, "docs_per_s": docs / wall, "worker_start_s": start_s,
                              "all_seconds": walls}
+                if lm is not None:
+                    feats[key] = timed_featurise(lm, tmp / f"feat-{name}-{workers}", eng, feat_shard, repeat,
+                                                 feat_sums)
     finally:
         if ray_started_here:
             import_ray().shutdown()
@@ -138,6 +226,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("outputs differ between engines or worker counts")
 
     figures = {"docs": docs, "words": words, "shards": shards, "runs": runs, "identical": identical}
+    if feats:
+        figures["featurise"] = report_featurise(feats, feat_sums, feat_windows)
     if per_shard:
         figures["estimate"] = extrapolate(args, docs, words, shards, per_shard, runs, plan_s)
     if args.json:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import click
 
-from .common import echo_json, echo_table, json_option, open_workspace, workspace_option
+from .common import echo_json, echo_table, engine_options, json_option, open_workspace, workspace_option
 
 RULE_DOC = "negative scores clipped; works earn weight x positive score of each doc; rest unattributed"
 DEMO_METHOD = "tracin"
@@ -68,17 +68,32 @@ def _load_model(model_dir: str, which: str):
     return model, encode, task.max_len, None, task.pad_id
 
 
+def build_model(model_dir: str):
+    """The model of a tiny-LM or Hugging Face folder (a top-level builder: featurisation workers
+    of a process pool or Ray call it to rebuild the model, then load the checkpoints' weights)."""
+    return _load_model(model_dir, "last")[0]
+
+
 def run_attribution(ws, *, model_dir, outputs_path, train_path, method: str = DEMO_METHOD,
                     checkpoints: str = "all", scan_id: str | None = None, top_k: int | None = None,
                     floor: float = 0.0, features_dir=None, shard: str | None = None,
-                    echo: Callable[[str], None] | None = None, **settings) -> dict[str, Any]:
+                    engine: str = "local", workers: int | None = None, ray_address: str | None = None,
+                    device: str = "cpu", echo: Callable[[str], None] | None = None, **settings) -> dict[str, Any]:
     """Attribute every output to every training document, roll up to works and holders, store.
+
+    The featurisation of graddot / gradcos / tracin runs as a sharded stage on ``engine``
+    (``local`` / ``ray``, ``workers``, ``ray_address``) and ``device``; ``shard="I/N"`` runs one
+    slice of it in this process and stores nothing (a later run without ``shard`` scores).
 
     Returns a summary dict (``run_id``, ``method``, shapes, seconds) or, for an unfinished shard,
     ``{"complete": False, ...}`` with nothing stored yet.
     """
+    import functools
+
     from ..attribution import CausalLMTask, attribute, rollup
+    from ..attribution.features import resolve_device
     from ..attribution.textattr import encode_texts, sum_by_document
+    from ..core.engine import get_engine
     from ..core.errors import InputError
     from ..market.attribution_store import new_run_id, save_run
     from ..market.evidence import exposure, latest_scan_id
@@ -102,9 +117,16 @@ def run_attribution(ws, *, model_dir, outputs_path, train_path, method: str = DE
     run_id = new_run_id(method)
     if shard is not None and features_dir is None:
         raise InputError("--shard needs --features DIR: a folder every shard's run shares")
+    if shard is not None and (engine != "local" or (workers or 1) > 1):
+        raise InputError("--shard runs one slice in this process; drop --engine / --workers (or drop --shard)")
     task = CausalLMTask(max_len=max_len, pad_id=pad)
-    res = attribute(model, ckpts, task, ex.train, ex.queries, method=method, features_dir=features_dir,
-                    shard=shard, **settings)
+    if str(device).strip().lower() == "auto":
+        device = resolve_device("auto")          # what this machine has; on Ray, give cuda explicitly
+    gpus = 1 if engine == "ray" and str(device).strip().lower().startswith("cuda") else 0
+    with get_engine(engine, workers, ray_address, num_gpus=gpus) as eng:
+        res = attribute(model, ckpts, task, ex.train, ex.queries, method=method, features_dir=features_dir,
+                        shard=shard, engine=eng, device=device,
+                        model_builder=functools.partial(build_model, str(model_dir)), **settings)
     if not res.complete:
         return {"complete": False, "shard": shard, "features": str(features_dir)}
     scores = sum_by_document(res.scores, ex.groups, len(docs))
@@ -180,9 +202,9 @@ def attribute() -> None:
     """
 
 
-def _settings(proj_dim, projector, hessian, damping, lambda_reg, batch_size, seed) -> dict[str, Any]:
+def _settings(proj_dim, projector, hessian, damping, curvature, lambda_reg, batch_size, seed) -> dict[str, Any]:
     return {"proj_dim": proj_dim, "projector": projector, "hessian": hessian, "damping": damping,
-            "lambda_reg": lambda_reg, "batch_size": batch_size, "seed": seed}
+            "curvature": curvature, "lambda_reg": lambda_reg, "batch_size": batch_size, "seed": seed}
 
 
 @attribute.command("run")
@@ -203,6 +225,9 @@ def _settings(proj_dim, projector, hessian, damping, lambda_reg, batch_size, see
 @click.option("--hessian", type=click.Choice(["ekfac", "kfac", "explicit", "cg"]), default="ekfac",
               show_default=True, help="Influence curvature (explicit / cg only for small models).")
 @click.option("--damping", type=float, default=0.1, show_default=True, help="Influence damping, relative to the mean eigenvalue.")
+@click.option("--curvature", type=click.Choice(["fisher", "gn"]), default="fisher", show_default=True,
+              help="Curvature for --hessian explicit|cg: sampled-label Fisher, or the exact Gauss-Newton "
+                   "matrix (only for models with few outputs per example, not language models).")
 @click.option("--lambda-reg", type=float, default=1e-3, show_default=True, help="TRAK ridge term.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -214,22 +239,24 @@ def _settings(proj_dim, projector, hessian, damping, lambda_reg, batch_size, see
               help="Works with a smaller share go to the unattributed remainder.")
 @click.option("--features", "features_dir", type=click.Path(file_okay=False),
               help="Feature folder (resumable; share it between --shard runs).")
-@click.option("--shard", help="I/N: featurise only shard I of N (graddot/gradcos/tracin); the last run scores.")
 @click.option("--chunk", type=click.IntRange(1), default=64, show_default=True,
-              help="Training windows per feature chunk (the unit of resuming and sharding).")
+              help="Training windows per featurisation shard (the unit of resuming, engines and --shard).")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda|cuda:N|auto",
+              help="Featurise (graddot/gradcos/tracin) on this torch device; auto = cuda if available.")
+@engine_options
 @workspace_option
 @json_option
 def run_cmd(model_dir, outputs_path, train_path, method, checkpoints, proj_dim, projector, hessian, damping,
-            lambda_reg, batch_size, seed, param_prefixes, scan_id, top_k, floor, features_dir, shard, chunk,
-            workspace, as_json) -> None:
+            curvature, lambda_reg, batch_size, seed, param_prefixes, scan_id, top_k, floor, features_dir, chunk, device,
+            engine, workers, ray_address, shard, workspace, as_json) -> None:
     """Attribute outputs to training documents and roll the scores up to works and holders."""
     ws = open_workspace(workspace)
     if method == "influence":
         proj_dim, projector = 0, "none"
     elif method == "trak" and projector == "none":
         projector = "traker"
-    settings = _settings(proj_dim, projector, hessian, damping, lambda_reg, batch_size, seed)
-    keep = {"trak": ("proj_dim", "projector", "lambda_reg"), "influence": ("hessian", "damping"),
+    settings = _settings(proj_dim, projector, hessian, damping, curvature, lambda_reg, batch_size, seed)
+    keep = {"trak": ("proj_dim", "projector", "lambda_reg"), "influence": ("hessian", "damping", "curvature"),
             "tracin": ("proj_dim", "projector"), "graddot": ("proj_dim", "projector"),
             "gradcos": ("proj_dim", "projector")}[method]
     settings = {k: v for k, v in settings.items() if k in keep or k in ("batch_size", "seed")}
@@ -239,7 +266,8 @@ def run_cmd(model_dir, outputs_path, train_path, method, checkpoints, proj_dim, 
         settings["chunk"] = chunk
     res = run_attribution(ws, model_dir=model_dir, outputs_path=outputs_path, train_path=train_path,
                           method=method, checkpoints=checkpoints, scan_id=scan_id, top_k=top_k, floor=floor,
-                          features_dir=features_dir, shard=shard, **settings)
+                          features_dir=features_dir, shard=shard, engine=engine, workers=workers,
+                          ray_address=ray_address, device=device, **settings)
     if as_json:
         echo_json(res)
     elif not res["complete"]:

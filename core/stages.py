@@ -255,6 +255,10 @@ class Stage:
         shards: the JSON-able shard specs in order, or a function making them (called once;
             its result is saved as ``shards.json`` and reused by reruns and ``--shard`` slices).
         inputs: ``{path: sha256}`` of the inputs, recorded in the manifest.
+        context: shared read-only inputs too big or too rich for ``config`` (examples, a
+            picklable-by-reference model builder), passed as ``fn(shard, config, context)``
+            when not ``None``. Not recorded in the manifest: put their fingerprints in
+            ``config``. Ray stores it once per run (``ray.put``), not once per shard.
     """
 
     kind: str
@@ -263,6 +267,7 @@ class Stage:
     config: Mapping[str, Any]
     shards: Sequence[Mapping[str, Any]] | Callable[[], Sequence[Mapping[str, Any]]]
     inputs: Mapping[str, str] = field(default_factory=dict)
+    context: Any = None
 
     def manifest_config(self) -> dict[str, Any]:
         """The config the manifest records and compares: the user's plus the worker's name."""
@@ -395,7 +400,8 @@ def run_stage(
     _remove_stale_temps(out, todo)
     engine = engine or LocalEngine(1)
     by_index: dict[int, dict] = {}
-    for marker in engine.map(run_shard, todo, stage.fn, dict(stage.config), str(out)):
+    args = (stage.fn, dict(stage.config), str(out)) + (() if stage.context is None else (stage.context,))
+    for marker in engine.map(run_shard, todo, *args):
         by_index[marker["index"]] = marker
         if progress is not None:
             progress(marker)
@@ -490,14 +496,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def run_shard(spec: dict, fn: ShardFn, config: dict, out_dir: str) -> dict:
-    """Run one shard: ``fn(spec, config)``, write its file then its marker, return the marker.
+def run_shard(spec: dict, fn: ShardFn, config: dict, out_dir: str, context: Any = None) -> dict:
+    """Run one shard: ``fn(spec, config[, context])``, write its file then its marker, return the marker.
 
     This is the function engines execute (top-level, so it pickles by reference).
     """
     out = Path(out_dir)
     stem = shard_name(spec["index"], spec["count"])
-    result = fn(spec, config)
+    result = fn(spec, config) if context is None else fn(spec, config, context)
     suffix, rows, write = _writer_for(result, fn)
     final = out / (stem + suffix)
     atomic_write(final, write)
@@ -509,11 +515,13 @@ def run_shard(spec: dict, fn: ShardFn, config: dict, out_dir: str) -> dict:
 
 
 def _writer_for(result: Any, fn: ShardFn):
+    import sys
+
     import numpy as np
-    import pyarrow as pa
 
     name = f"{fn.__module__}.{fn.__qualname__}"
-    if isinstance(result, pa.Table):
+    pa = sys.modules.get("pyarrow")   # a worker that made a table has imported pyarrow; numpy stages need not
+    if pa is not None and isinstance(result, pa.Table):
         import pyarrow.parquet as pq
 
         def write(fh):

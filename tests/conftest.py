@@ -53,3 +53,15 @@ def _write_jsonl(path: Path, rows) -> Path:
 def write_jsonl():
     """``write_jsonl(path, rows) -> path``: write dicts as JSON lines."""
     return _write_jsonl
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the whole test session (2 CPUs, like CI), shut down at the end."""
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    yield ray
+    if started:
+        ray.shutdown()

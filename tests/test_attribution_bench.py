@@ -25,3 +25,22 @@ def test_bench_projection_quick():
     assert set(by) == {"traker BasicProjector", "tribute countsketch"}
     # same inner-product quality (no timing assertion: the speed is reported, not tested)
     assert by["tribute countsketch"]["inner_product_error"] < 1.5 * by["traker BasicProjector"]["inner_product_error"]
+
+
+@pytest.mark.slow
+def test_bench_classifier_quick():
+    """The classifier part at --quick size: every method and anchor reports an LDS; tribute's own
+    TRAK featurisation scores exactly as the same TRAK through traker's TRAKer; CG = explicit."""
+    spec = importlib.util.spec_from_file_location("bench_attribution", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.torch.set_num_threads(1)
+    rows: list[dict] = []
+    mod.part_classifier(argparse.Namespace(quick=True), rows)
+    by = {r["method"]: r for r in rows}
+    assert not [r for r in rows if "error" in r], rows
+    for nk in (1, 5):
+        assert by[f"tribute trak countsketch ({nk} ckpt)"]["lds"] == by[f"tribute trak via TRAKer, countsketch ({nk} ckpt)"]["lds"]
+        assert f"anchor traker TRAKer ({nk} ckpt)" in by
+    assert by["tribute influence cg GN"]["lds"] == pytest.approx(by["tribute influence explicit GN"]["lds"], abs=1e-3)
+    assert by["tribute influence explicit GN"]["lds"] > by["tribute gradcos"]["lds"]

@@ -163,3 +163,22 @@ def test_run_refuses_a_scan_of_another_corpus(ws, invoke, tiny_model, tmp_path):
     r = invoke("attribute", "run", "--model", model_dir, "--outputs", _write(tmp_path / "o.jsonl", OUTPUTS),
                "--train", train, "--method", "graddot")
     assert r.exit_code == 1 and "covers none of the documents" in r.output
+
+
+def test_influence_curvature_from_the_cli(ws, invoke, tiny_model, tmp_path):
+    """explicit / cg on a language model use the Fisher; the exact Gauss-Newton is refused in one line."""
+    model_dir, train, _ = tiny_model
+    outputs = _write(tmp_path / "outputs.jsonl", OUTPUTS[:2])
+    _fake_scan(ws, [("sea-work", "d-sea", 1.0, "sea-press")])
+    base = ("attribute", "run", "--model", model_dir, "--outputs", outputs, "--train", train,
+            "--method", "influence", "--hessian", "explicit", "--checkpoints", "last", "--params", "head")
+    r = invoke(*base, "--curvature", "gn")
+    assert r.exit_code == 1 and "curvature='fisher'" in r.output and len(r.output.strip().splitlines()) == 1
+    r = invoke(*base, "--json")
+    assert r.exit_code == 0, r.output
+    from tribute.market.attribution_store import get_run
+
+    with ws.connect(read_only=True) as con:
+        run = get_run(con, json.loads(r.output)["run_id"])
+    cfg = json.loads(run["config"])
+    assert cfg["method"] == "influence" and cfg["hessian"] == "explicit" and cfg["curvature"] == "fisher"

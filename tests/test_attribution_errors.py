@@ -8,7 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tribute.attribution import CausalLMTask, ClassificationTask, attribute  # noqa: E402
-from tribute.attribution.features import FeatureStore, parse_shard  # noqa: E402
+from tribute.attribution.features import resolve_device  # noqa: E402
+from tribute.core.engine import LocalEngine  # noqa: E402
 from tribute.core.errors import ConfigError, InputError  # noqa: E402
 
 
@@ -69,10 +70,6 @@ def test_features_reused_only_with_same_settings_and_size(tmp_path):
                   proj_dim=4, projector="countsketch")
     with pytest.raises(ConfigError, match="other settings"):
         attribute(model, None, ClassificationTask(), data[:-1], data[:2], "tracin", features_dir=f)
-    store_cfg = {"x": 1}
-    FeatureStore(tmp_path / "s", store_cfg, n_rows=5, dim=3, n_ckpts=1)
-    with pytest.raises(ConfigError, match="features on disk are for 5"):
-        FeatureStore(tmp_path / "s", store_cfg, n_rows=6, dim=3, n_ckpts=1)
 
 
 def test_sharded_featurisation_resumes_and_equals_one_pass(tmp_path):
@@ -81,16 +78,44 @@ def test_sharded_featurisation_resumes_and_equals_one_pass(tmp_path):
     f = tmp_path / "f"
     r0 = attribute(model, None, ClassificationTask(), data, data[:3], "graddot", chunk=4, features_dir=f, shard="0/2")
     assert not r0.complete and r0.scores is None
+    # contiguous slices of the stage's shard plan: 5 shards of 4 rows, slice 0/2 = shards 0 and 1
+    assert sorted(p.name for p in (f / "train").glob("*.done")) == [f"shard-0000{i}-of-00005.done" for i in (0, 1)]
     r1 = attribute(model, None, ClassificationTask(), data, data[:3], "graddot", chunk=4, features_dir=f, shard="1/2")
     assert r1.complete
-    assert np.allclose(r1.scores, one, rtol=1e-6, atol=1e-9)
-    done = sorted(p.name for p in (f / "train" / "done").iterdir())
-    assert len(done) == 5
+    assert np.array_equal(r1.scores, one)
+    assert len(list((f / "train").glob("*.done"))) == 5
     for bad in ("2/2", "x", "1/0"):
         with pytest.raises(InputError, match="shard"):
-            parse_shard(bad)
+            attribute(model, None, ClassificationTask(), data, data[:3], "graddot", features_dir=f, shard=bad)
     with pytest.raises(ConfigError, match="shard"):
         attribute(model, None, ClassificationTask(), data, data[:3], "influence", shard="0/2")
+    with pytest.raises(ConfigError, match="features"):
+        attribute(model, None, ClassificationTask(), data, data[:3], "graddot", shard="0/2")
+
+
+def test_engine_and_device_errors_are_one_line_config_errors(tmp_path, monkeypatch):
+    model, data = _setup()
+    for bad in ("tpu", "cuda:x", "gpu0"):
+        with pytest.raises(ConfigError, match="unknown; use cpu, cuda, cuda:N or auto"):
+            attribute(model, None, ClassificationTask(), data, data[:2], "graddot", device=bad)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        resolve_device("cuda:0")
+    assert resolve_device("auto") == "cpu" and resolve_device("CPU") == "cpu"
+    with pytest.raises(ConfigError, match="device cuda"):
+        attribute(model, None, ClassificationTask(), data, data[:2], "tracin", device="cuda",
+                  features_dir=tmp_path / "f")
+    assert not (tmp_path / "f").exists()
+    with pytest.raises(ConfigError, match="only the featurisation"):
+        attribute(model, None, ClassificationTask(), data, data[:2], "influence", device="cuda")
+    with LocalEngine(2) as eng:   # a pool rebuilds the model: it needs a builder it can import
+        with pytest.raises(ConfigError, match="model_builder"):
+            attribute(model, None, ClassificationTask(), data, data[:2], "graddot", engine=eng)
+        with pytest.raises(ConfigError, match="top-level function"):
+            attribute(model, None, ClassificationTask(), data, data[:2], "graddot", engine=eng,
+                      model_builder=lambda: model)
+        with pytest.raises(ConfigError, match="drop them"):
+            attribute(model, None, ClassificationTask(), data, data[:2], "influence", engine=eng)
 
 
 def test_model_is_restored_after_attribution():

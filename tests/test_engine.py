@@ -58,15 +58,6 @@ def reference(corpus, tmp_path_factory):
     return result
 
 
-@pytest.fixture(scope="session")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
-    yield ray
-    ray.shutdown()
-
-
 @pytest.fixture(params=["local", "ray"])
 def engine(request):
     if request.param == "ray":
@@ -391,6 +382,7 @@ def test_benchmark_quick_mode_runs_and_checks_identical_outputs():
     spec.loader.exec_module(bench)
     figures = bench.main(["--quick", "--engines", "local", "--docs", "120", "--shards", "4", "--num-perm", "16"])
     assert figures["identical"] and figures["docs"] == 120
+    assert figures["featurise"]["identical"] and set(figures["featurise"]["runs"]) == {"local x1", "local x2"}
     assert set(figures["runs"]) == {"local x1", "local x2"}
     est = figures["estimate"]
     assert est["s_per_doc"] > 0 and [c["nodes"] for c in est["clusters"]] == [1, 10, 100]
