@@ -201,6 +201,12 @@ def run_demo(workspace: str | Path, *, force: bool = False, echo: Callable[[str]
     summary["unlearning"] = unlearn_cmds.demo_step(ws, echo)
 
     echo("")
+    echo("[8c] Claims: one claim of each remedy (unlearn, compensate, either), each carried to closed")
+    from . import claims_cmds
+
+    summary["claims"] = claims_cmds.demo_step(ws, echo)
+
+    echo("")
     echo("[9] Write the reports")
     from ..market.reports import write_reports
 

@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "quote": "tribute.cli.ledger_cmds:quote",
     "report": "tribute.cli.report_cmds:report",
     "unlearn": "tribute.cli.unlearn_cmds:unlearn",
+    "claims": "tribute.cli.claims_cmds:claims",
+    "guard": "tribute.cli.claims_cmds:guard",
 }
 
 

@@ -23,6 +23,7 @@ import os
 import re
 import sys
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Mapping
@@ -52,7 +53,41 @@ _KNOWN = {
         "utility_loss_per_work", "retrain_gpu_hours",
     },
     "quote": {"horizon_periods"},
+    "claims": {
+        "name", "compensate_below", "unlearn_at", "retrain_every_days", "next_retrain", "at_risk_days",
+        "default_deadline_days", "guard_max_words", "guard_action",
+    },
 }
+GUARD_ACTIONS = ("redact", "block")
+
+
+@dataclass(frozen=True)
+class ClaimsPolicy:
+    """The ``[claims]`` table: how a claim's remedy is decided and when removals are batched.
+
+    ``compensate_below`` / ``unlearn_at`` are attribution shares (exact decimals): for a claim with
+    remedy ``either``, a share below ``compensate_below`` is paid, a share at or above
+    ``unlearn_at`` is removed, and in between the cheaper side of the quote wins. A removal is
+    batched into the next scheduled retrain (``next_retrain``, then every ``retrain_every_days``)
+    when that retrain comes on or before the claim's deadline; otherwise it is unlearned now.
+    """
+
+    name: str = "claims-default"
+    compensate_below: Decimal = Decimal("0.05")
+    unlearn_at: Decimal = Decimal("0.20")
+    retrain_every_days: int = 90
+    next_retrain: date | None = None         # None: no retrain scheduled (removals are unlearned now)
+    at_risk_days: int = 14                   # a claim due within this many days is at risk
+    default_deadline_days: int = 0           # deadline given to claims filed without one (0: none)
+    guard_max_words: int = 12                # the output guard redacts verbatim spans longer than this
+    guard_action: str = "redact"             # "redact" the spans or "block" the whole output
+
+    def settings(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    @property
+    def policy_hash(self) -> str:
+        return "sha256:" + hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -90,6 +125,7 @@ class PricingPolicy:
     fixed_fee_per_work: int = 0          # minor units per exposed work per period
     unlearning: UnlearningCostModel = field(default_factory=UnlearningCostModel)
     horizon_periods: int = 12
+    claims: ClaimsPolicy = field(default_factory=ClaimsPolicy)  # not part of the pricing hash
     source: str = "<policy>"
     text: str = ""
 
@@ -106,6 +142,7 @@ class PricingPolicy:
         d = asdict(self)
         d.pop("source")
         d.pop("text")
+        d.pop("claims")
         return json.loads(json.dumps(d, default=str))
 
     def to_minor(self, value: Any, what: str = "amount") -> int:
@@ -182,6 +219,39 @@ def _int(src: str, key: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
+def _claims(src: str, c: Mapping[str, Any]) -> ClaimsPolicy:
+    """The validated ``[claims]`` table (defaults for missing keys)."""
+    d = ClaimsPolicy()
+    name = c.get("name", d.name)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{src}: claims.name must be a non-empty string")
+    low = _ratio(src, "claims.compensate_below", c.get("compensate_below", str(d.compensate_below)))
+    high = _ratio(src, "claims.unlearn_at", c.get("unlearn_at", str(d.unlearn_at)))
+    if low > high:
+        raise ConfigError(f"{src}: claims.compensate_below = {low} is above claims.unlearn_at = {high}; "
+                          "make compensate_below <= unlearn_at")
+    nxt = c.get("next_retrain")
+    if nxt is not None:
+        if isinstance(nxt, str):
+            try:
+                nxt = date.fromisoformat(nxt.strip())
+            except ValueError as e:
+                raise ConfigError(f"{src}: claims.next_retrain = {nxt!r}; write a date like 2027-01-15") from e
+        elif not isinstance(nxt, date) or hasattr(nxt, "hour"):
+            raise ConfigError(f"{src}: claims.next_retrain = {nxt!r}; write a date like 2027-01-15")
+    return ClaimsPolicy(
+        name=name.strip(), compensate_below=low, unlearn_at=high,
+        retrain_every_days=_int(src, "claims.retrain_every_days", c.get("retrain_every_days", d.retrain_every_days),
+                                1, 36500),
+        next_retrain=nxt,
+        at_risk_days=_int(src, "claims.at_risk_days", c.get("at_risk_days", d.at_risk_days), 0, 36500),
+        default_deadline_days=_int(src, "claims.default_deadline_days",
+                                   c.get("default_deadline_days", d.default_deadline_days), 0, 36500),
+        guard_max_words=_int(src, "claims.guard_max_words", c.get("guard_max_words", d.guard_max_words), 1, 10000),
+        guard_action=_choice(src, "claims.guard_action", c.get("guard_action", d.guard_action), GUARD_ACTIONS),
+    )
+
+
 def parse_policy(text: str, source: str = "<policy>") -> PricingPolicy:
     """Validate the TOML ``text`` of a policy. Raises :class:`ConfigError` naming the field."""
     try:
@@ -224,6 +294,7 @@ def parse_policy(text: str, source: str = "<policy>") -> PricingPolicy:
     fees = doc.get("fees", {})
     un = doc.get("unlearning", {})
     q = doc.get("quote", {})
+    claims = _claims(source, doc.get("claims", {}))
     big = Decimal(10) ** 12
     model = UnlearningCostModel(
         gpu_hour_price=_ratio(source, "unlearning.gpu_hour_price", un.get("gpu_hour_price", "2.50"), hi=big),
@@ -261,6 +332,7 @@ def parse_policy(text: str, source: str = "<policy>") -> PricingPolicy:
         fixed_fee_per_work=_money(source, "fees.fixed_per_work", fees.get("fixed_per_work", "0"), mu),
         unlearning=model,
         horizon_periods=_int(source, "quote.horizon_periods", q.get("horizon_periods", 12), 1, 1200),
+        claims=claims,
         source=source,
         text=text,
     )
@@ -288,6 +360,6 @@ def policy_from_settings(settings: Mapping[str, Any], source: str = "<stored>") 
 
 
 __all__ = [
-    "PricingPolicy", "UnlearningCostModel", "parse_policy", "load_policy", "policy_from_settings",
+    "ClaimsPolicy", "PricingPolicy", "UnlearningCostModel", "parse_policy", "load_policy", "policy_from_settings",
     "decimal_to_minor", "format_minor",
 ]

@@ -245,6 +245,9 @@ def section_unlearning(con, holder_id: str, period: str | None) -> dict[str, Any
         cert = _json.loads(c.pop("certificate"))
         c["statement"] = cert.get("statement") if isinstance(cert, dict) else None
         c["targets"] = _targets(cert)
+        share = (cert.get("attribution_share") if isinstance(cert, dict) else None) or {}
+        c["share_before"], c["share_after"] = share.get("before"), share.get("after")
+        c["share_method"] = share.get("method")
     last = certs[-1]
     met = "met every target" if last["targets_met"] else "did not meet every target"
     summary = (f"Unlearned with {last['method']} (run {last['run_id']}): verbatim memorisation "
@@ -322,6 +325,36 @@ def section_statement(con, holder_id: str, period: str | None) -> dict[str, Any]
             "statements": statements}
 
 
+def section_claims(con, holder_id: str, period: str | None, *, as_of) -> dict[str, Any] | None:
+    """The holder's claims: state, decision, deadline flags (judged on ``as_of``) and full history."""
+    if not table_exists(con, "claims"):
+        return None
+    from .claims import claims_policy_from_workspace, list_claims
+
+    if not con.execute("SELECT count(*) FROM claims WHERE holder_id = ?", [holder_id]).fetchall()[0][0]:
+        return None
+    pol = claims_policy_from_workspace(con) if table_exists(con, "ledger_policies") else None
+    today = as_of
+    rows = list_claims(con, holder=holder_id, today=today, policy=pol.claims if pol else None)
+    claims = []
+    for c in rows:
+        claims.append({
+            "claim_id": c["claim_id"], "works": ", ".join(c["works"]), "remedy": c["remedy"], "state": c["state"],
+            "action": c["action"], "reason": c["reason"], "deadline": c["deadline"], "overdue": c["overdue"],
+            "at_risk": c["at_risk"], "flag_reason": c["why"],
+            "claim_history": [{"seq": h["seq"], "at": h["at"], "state": h["state"], "actor": h["actor"],
+                               "note": h["note"]} for h in c["history"]],
+        })
+    n_open = sum(c["state"] not in ("closed", "withdrawn") for c in claims)
+    late = [c["claim_id"] for c in claims if c["overdue"]]
+    risky = [c["claim_id"] for c in claims if c["at_risk"]]
+    summary = (f"{len(claims)} claim(s) filed, {n_open} open"
+               + (f"; overdue: {', '.join(late)}" if late else "") + (f"; at risk: {', '.join(risky)}" if risky else "")
+               + f" (deadlines as of {today}).")
+    return {"summary": summary, "as_of": today, "claims": claims}
+
+
 register_section("attribution", section_attribution)
 register_section("unlearning", section_unlearning)
 register_section("statement", section_statement)
+register_section("claims", section_claims, dated=True)

@@ -17,7 +17,7 @@ import io
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -69,25 +69,40 @@ def section_works(con, holder_id: str, period: str | None) -> dict[str, Any]:
 
 Section = Callable[[Any, str, "str | None"], "dict[str, Any] | None"]
 SECTIONS: list[tuple[str, Section]] = [("works", section_works)]
+DATED: set[str] = set()
 
 
-def register_section(name: str, fn: Section) -> None:
-    """Add a section builder (``fn(con, holder_id, period) -> dict | None``) after the others."""
+def register_section(name: str, fn: Section, *, dated: bool = False) -> None:
+    """Add a section builder (``fn(con, holder_id, period) -> dict | None``) after the others.
+
+    A ``dated`` section judges something against a date (deadlines) and is called as
+    ``fn(con, holder_id, period, as_of=date)``.
+    """
     SECTIONS.append((name, fn))
+    if dated:
+        DATED.add(name)
 
 
 # --------------------------------------------------------------------------- assembly
 
-def holder_report(con, holder: str, *, period: str | None = None) -> dict[str, Any]:
-    """All report data for one holder, JSON-ready (no timestamp of generation)."""
+def holder_report(con, holder: str, *, period: str | None = None, as_of: date | None = None) -> dict[str, Any]:
+    """All report data for one holder, JSON-ready (no timestamp of generation).
+
+    ``as_of`` is the date deadlines are judged against (default: today, UTC); the same workspace
+    and the same ``as_of`` give the same data.
+    """
     from . import report_sections  # noqa: F401  (registers the evidence/attribution/ledger sections)
 
     h = resolve_holder(con, holder)
     data: dict[str, Any] = {"holder": {"holder_id": h["holder_id"], "name": h["name"]}, "period": period}
     for name, fn in SECTIONS:
-        part = fn(con, h["holder_id"], period)
+        part = fn(con, h["holder_id"], period, as_of=as_of or _today()) if name in DATED else fn(con, h["holder_id"], period)
         data[name] = _clean(part) if part is not None else None
     return data
+
+
+def _today() -> date:
+    return datetime.now(timezone.utc).date()
 
 
 @dataclass
@@ -155,18 +170,21 @@ def write_reports(
     formats: Iterable[str] = FORMATS,
     period: str | None = None,
     generated_at: str | None = None,
+    as_of: date | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
 ) -> list[ReportFiles]:
     """Write reports for ``holders`` (all when None) into ``out_dir/<holder_id>/``.
 
     Each holder gets ``report.html``, ``report.json`` and CSVs (per ``formats``); with all
-    holders an ``index.html`` links them. Files are written atomically.
+    holders an ``index.html`` links them. Files are written atomically. Claim deadlines are
+    judged on ``as_of`` (default: the date of ``generated_at``).
     """
     formats = list(formats)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise InputError(f"--format {','.join(bad) or '(none)'}: unknown; use one or more of {', '.join(FORMATS)}")
     generated_at = generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    as_of = as_of or date.fromisoformat(generated_at[:10])  # deadlines: judged on the day of generation by default
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; give --out a folder")
@@ -176,7 +194,7 @@ def write_reports(
     written: list[ReportFiles] = []
     summaries = []
     for hid in items:
-        data = holder_report(con, hid, period=period)
+        data = holder_report(con, hid, period=period, as_of=as_of)
         folder = out / hid
         folder.mkdir(parents=True, exist_ok=True)
         paths = []

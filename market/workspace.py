@@ -168,6 +168,18 @@ class Workspace:
             con.close()
 
 
+@contextlib.contextmanager
+def transaction(con):
+    """``BEGIN`` ... ``COMMIT``, or ``ROLLBACK`` on any exception (then re-raised): all or nothing."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
 def _current_version(con) -> int:
     # fetchall, not fetchone: duckdb 2 keeps a half-read result open, which blocks con.register().
     row = con.execute(

@@ -28,11 +28,19 @@ def test_demo_runs_the_whole_pipeline(invoke, tmp_path):
         assert one("SELECT max(abs(s - 1)) FROM (SELECT sum(share) AS s FROM attribution_shares GROUP BY run_id, output_id)") < 1e-9
         assert one("SELECT count(*) FROM ledger_transactions") > 0
         assert one("SELECT count(*) FROM unlearning_certificates") == 1
+        # [8c] one claim of each remedy, each carried to closed, every step recorded
+        states = con.execute("SELECT c.remedy, (SELECT e.state FROM claim_events e WHERE e.claim_id = c.claim_id "
+                             "ORDER BY e.seq DESC LIMIT 1), (SELECT count(*) FROM claim_events e WHERE "
+                             "e.claim_id = c.claim_id) FROM claims c ORDER BY c.remedy").fetchall()
+        assert [(r, s) for r, s, _ in states] == [("compensate", "closed"), ("either", "closed"), ("unlearn", "closed")]
+        assert all(n == 6 for _, _, n in states)
+        assert one("SELECT count(*) FROM ledger_transactions WHERE ref LIKE 'claim:%'") >= 1
     assert (ws / "models" / "demo-lm-unlearned" / "certificate.json").is_file()
     for holder in ("northwind-press", "harbor-lane-books", "cedar-literary-agency", "ashgrove-editions"):
         assert (ws / "reports" / holder / "report.html").is_file()
     page = (ws / "reports" / "northwind-press" / "report.html").read_text()
-    for heading in ("Where the works were found", "How much the works mattered", "Unlearning", "Royalties"):
+    assert "[8c] Claims" in r.output and "had verbatim spans of more than 12 words redacted" in r.output
+    for heading in ("Where the works were found", "How much the works mattered", "Unlearning", "Royalties", "Claims"):
         assert heading in page
     rows = json.loads(invoke("works", "list", "--workspace", ws, "--json").output)
     assert len(rows) == 8 and {w["holder"] for w in rows} == {
