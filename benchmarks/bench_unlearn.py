@@ -32,15 +32,15 @@ HOLDOUT_HOLDER = "Harbor Lane Books"   # its works are left out of training and 
 PLANTED_PREFIXES = ("copy-", "excerpt-", "embedded-", "edited-")
 
 
-def corpus(size: dict, seed: int = 0):
-    """``(train_docs, holdout_docs, forget_ids, work_texts)`` from the demo corpus."""
+def corpus(size: dict, seed: int = 0, holder: str = HOLDER):
+    """``(train_docs, holdout_docs, forget_ids, work_texts)`` from the demo corpus, forgetting ``holder``'s works."""
     from tribute.cli.demo import build_training_corpus, corpus_root
 
     with tempfile.TemporaryDirectory(prefix="bench-unlearn-") as tmp:
         truth = build_training_corpus(Path(tmp), seed=seed)
         docs = [json.loads(line) for line in (Path(tmp) / "training.jsonl").read_text(encoding="utf-8").splitlines()]
     works = [json.loads(line) for line in (corpus_root() / "works.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    forget_works = sorted(w["id"] for w in works if w["holder"] == HOLDER)
+    forget_works = sorted(w["id"] for w in works if w["holder"] == holder)
     hold_works = sorted(w["id"] for w in works if w["holder"] == HOLDOUT_HOLDER)
     planted = {t.doc_id for t in truth if t.work_id not in hold_works}
     forget_ids = sorted(t.doc_id for t in truth if t.work_id in forget_works)
@@ -72,7 +72,8 @@ def method_configs(size):
     return {m: preset(m, steps=4 * n if m == "calibrated" else n) for m in METHODS}
 
 
-def run(quick: bool = True, with_sisa: bool = True, methods=None, log=print, size_name: str | None = None) -> dict:
+def run(quick: bool = True, with_sisa: bool = True, methods=None, log=print, size_name: str | None = None,
+        holder: str = HOLDER, seed: int = 0) -> dict:
     import torch
 
     from tribute.attribution.lm import WordTokenizer
@@ -80,13 +81,13 @@ def run(quick: bool = True, with_sisa: bool = True, methods=None, log=print, siz
 
     torch.set_num_threads(1)
     size = SIZES[size_name or ("quick" if quick else "full")]
-    train_docs, holdout, forget_ids, work_texts = corpus(size)
+    train_docs, holdout, forget_ids, work_texts = corpus(size, seed=seed, holder=holder)
     tok = WordTokenizer.fit([t for _, t in train_docs], max_vocab=3000)
     t_all = time.perf_counter()
-    original, t_orig = train([t for _, t in train_docs], tok, size)
+    original, t_orig = train([t for _, t in train_docs], tok, size, seed)
     retain_docs = [(d, t) for d, t in train_docs if d not in set(forget_ids)]
-    retrained, t_retrain = train([t for _, t in retain_docs], tok, size)
-    log(f"corpus: {len(train_docs)} training docs ({len(forget_ids)} carry {HOLDER}'s works), "
+    retrained, t_retrain = train([t for _, t in retain_docs], tok, size, seed)
+    log(f"corpus: {len(train_docs)} training docs ({len(forget_ids)} carry {holder}'s works), "
         f"{len(holdout)} holdout pieces of {HOLDOUT_HOLDER}'s works (never trained on); LM trained in {t_orig:.1f}s, retrain {t_retrain:.1f}s")
     data = build_data(tok, size["max_len"], train_docs, forget_ids, holdout, retain_size=48, work_texts=work_texts)
     ecfg = EvalConfig()
@@ -100,6 +101,8 @@ def run(quick: bool = True, with_sisa: bool = True, methods=None, log=print, siz
         res = unlearn(original, data, cfg)
         after = evaluate(res.model, data, ecfg, banned)
         rows.append(_row(name, after, before, reference, res.seconds / t_retrain, res.steps))
+        if res.tau:
+            rows[-1]["note"] = f"target AUC {res.tau['target_auc']:.2f}: {res.tau['basis']}"
     if with_sisa:
         rows.append(_sisa_row(train_docs, forget_ids, tok, size, data, ecfg, banned, before, reference, t_retrain))
     _print(rows, log)
@@ -155,8 +158,12 @@ def main(argv=None):
     ap.add_argument("--no-sisa", action="store_true", help="skip SISA exact unlearning")
     ap.add_argument("--methods", help="comma-separated subset of the methods (default: all)")
     ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--holder", default=HOLDER, help=f"holder whose works are forgotten (default {HOLDER!r}, the "
+                    "reported split; Cedar Literary Agency / Ashgrove Editions are the tuning split)")
+    ap.add_argument("--seed", type=int, default=0, help="corpus and training seed")
     a = ap.parse_args(argv)
-    out = run(quick=a.quick, with_sisa=not a.no_sisa, methods=a.methods.split(",") if a.methods else None)
+    out = run(quick=a.quick, with_sisa=not a.no_sisa, methods=a.methods.split(",") if a.methods else None,
+              holder=a.holder, seed=a.seed)
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2, default=float), encoding="utf-8")
     return 0

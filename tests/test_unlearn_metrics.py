@@ -218,3 +218,37 @@ def test_config_errors_name_the_field():
         UnlearnConfig(method="magic")
     with pytest.raises(ConfigError, match="lr"):
         UnlearnConfig(lr=float("nan"))
+
+
+# ----------------------------------------------------------------------------- retrain-like level
+def test_bigram_reference_logprobs_hand_computed():
+    from tribute.attribution.unlearn.reference import BigramReference
+
+    ref = BigramReference.fit([[1, 2, 3, 2, 3]], vocab_size=5, lam=0.5, add_k=1.0)
+    # unigrams 1:1 2:2 3:2 (N = 5, add-1 over V = 5 -> /10); bigrams (1,2) (2,3)x2 (3,2); contexts 1:1 2:2 3:1
+    assert ref.logprobs([2, 3, 1]) == pytest.approx([math.log(0.5 * 2 / 2 + 0.5 * 3 / 10),   # seen bigram
+                                                     math.log(0.5 * 0 / 1 + 0.5 * 2 / 10)],  # unseen bigram
+                                                    rel=1e-12)
+    assert ref.logprobs([4, 4]) == pytest.approx([math.log(1 / 10)], rel=1e-12)             # never a context
+
+
+def test_forget_ranks_average_to_the_reference_auc():
+    from tribute.attribution.unlearn.reference import BigramReference, quantile
+
+    rng = random.Random(3)
+    seqs = [[rng.randrange(12) for _ in range(rng.randint(5, 30))] for _ in range(20)]
+    ref = BigramReference.fit(seqs[:10], vocab_size=12)
+    ranks = ref.forget_ranks(seqs[10:15], seqs[15:], 0.2)
+    assert sum(ranks) / len(ranks) == pytest.approx(ref.membership_auc(seqs[10:15], seqs[15:], 0.2), abs=1e-12)
+    assert quantile([3.0, 1.0, 2.0], 0.5) == 2.0 and quantile([0.0, 10.0], 0.25) == 2.5
+    assert quantile([1.0, 2.0], -1) == 1.0 and quantile([1.0, 2.0], 2) == 2.0
+
+
+def test_share_from_scores_clips_negatives():
+    from tribute.attribution.unlearn.share import share_from_scores
+
+    scores = [[2.0, -1.0, 1.0, 1.0],     # forget: 2 (the -1 earns nothing) of 4 -> 0.5
+              [-1.0, -1.0, 3.0, 0.0],    # forget 0 of 3 -> 0
+              [-1.0, -1.0, -1.0, -1.0]]  # no positive score -> 0
+    mean, per = share_from_scores(scores, [True, True, False, False])
+    assert per == [0.5, 0.0, 0.0] and mean == pytest.approx(1 / 6)

@@ -11,8 +11,11 @@ Targets (the issue's, relative to a model retrained without the forget set):
 * relearned memorisation (after a few fine-tuning steps on half the forget text) <= retrain + 0.05
 
 Without a retrained reference the retrain levels are replaced by *proxies* and the certificate
-says so: the input model's memorisation of held-out text (what unseen text scores), a
-membership AUC of 0.5, and the input model's holdout perplexity.
+says so: the input model's memorisation of held-out text (what unseen text scores), the
+membership AUC of a bigram model of the retain data (:mod:`.reference`; 0.5 when not given), and
+the input model's holdout perplexity.
+
+The certificate also records the works' attribution share before and after (:mod:`.share`).
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ def evaluate(model, data, cfg: EvalConfig, banned: Sequence[int] = (), with_rele
     out = {
         "forget_rougeL": mem["rougeL"], "forget_longest_span": mem["longest_span"], "probes": mem["probes"],
         "mia_auc_mink": auc(f_mk, h_mk), "mia_auc_minkpp": auc(f_pp, h_pp),
-        "retain_ppl": perplexity(model, data.retain, pad) if data.retain else None,
+        "retain_ppl": perplexity(model, data.retain_eval or data.retain, pad) if (data.retain_eval or data.retain) else None,
         "holdout_ppl": perplexity(model, data.holdout, pad),
         "forget_ppl": perplexity(model, data.forget, pad),
     }
@@ -124,7 +127,7 @@ def judge(before: dict, after: dict, reference: dict | None, cost_ratio: float |
     threshold comes from a retrained reference or a proxy."""
     src = "retrain" if reference else "proxy"
     ref_mem = reference["forget_rougeL"] if reference else proxy["holdout_rougeL"]
-    ref_auc = reference["mia_auc_mink"] if reference else 0.5
+    ref_auc = reference["mia_auc_mink"] if reference else (proxy or {}).get("mia_auc_mink", 0.5)
     ref_hold = reference["holdout_ppl"] if reference else before["holdout_ppl"]
     ref_relearn = reference.get("relearn_rougeL") if reference else proxy["holdout_rougeL"]
     pl = privleak(after["mia_auc_mink"], ref_auc)
@@ -155,15 +158,16 @@ def statement(checks: dict) -> str:
         parts.append(f"not assessed: {', '.join(unknown)}")
     basis = {v["basis"] for v in checks.values()}
     if "proxy" in basis:
-        parts.append("no retrained reference: retrain levels are proxies (held-out text memorisation, AUC 0.5, "
-                     "input holdout perplexity)")
+        parts.append("no retrained reference: retrain levels are proxies (held-out text memorisation, the "
+                     "membership AUC of a bigram model of the retain data, input holdout perplexity)")
     return "; ".join(parts)
 
 
 def build_certificate(*, run: dict, before: dict, after: dict, reference: dict | None, proxy: dict | None,
                       cost_seconds: float, retrain_seconds: float | None, retrain_basis: str,
-                      targets: Targets | None = None, eval_config: EvalConfig | None = None) -> dict:
-    """The certificate dict (JSON-ready)."""
+                      targets: Targets | None = None, eval_config: EvalConfig | None = None,
+                      share: dict | None = None) -> dict:
+    """The certificate dict (JSON-ready). ``share``: the works' attribution share ``before`` / ``after``."""
     targets = targets or Targets()
     cost_ratio = cost_seconds / retrain_seconds if retrain_seconds else None
     checks = judge(before, after, reference, cost_ratio, targets, proxy)
@@ -188,8 +192,10 @@ def build_certificate(*, run: dict, before: dict, after: dict, reference: dict |
         "checks": checks,
         "targets_met": all(v["met"] is True for v in checks.values()),
         "statement": statement(checks),
-        "not_measured": ["attribution share before/after (run `tribute attribute` on both models)",
-                         "task metrics (the tiny LM has none)"],
+        "attribution_share": ({k: (_r(v, 6) if isinstance(v, float) else v) for k, v in share.items()}
+                              if share else None),
+        "not_measured": (["task metrics (the tiny LM has none)"]
+                         + ([] if share else ["attribution share before/after (not requested)"])),
     }
 
 
