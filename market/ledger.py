@@ -47,6 +47,7 @@ LEDGER_DIR = "ledger"
 HEAD_FILE = "HEAD.json"
 SHARE_INPUT_COLUMNS = ("run_id", "output_id", "work_id", "holder_id", "share", "score")
 SHARE_SUM_TOLERANCE = 1e-6
+SCAN_BATCH_ROWS = 1 << 17
 FIXED_ACCOUNTS = ("world:revenue", "world:payouts", "platform", "pool:training", "pool:output", "unattributed")
 
 
@@ -608,21 +609,30 @@ def ingest_shares(con, shares, run_id: str | None = None) -> dict[str, Any]:
         shares = shares.filter(pc.equal(shares.column("run_id"), run_id))
     if "score" not in names:
         shares = shares.append_column("score", pa.nulls(shares.num_rows, pa.float64()))
-    shares = shares.select(list(SHARE_INPUT_COLUMNS))
+    # record batches of ~10^5 rows (zero-copy slices): DuckDB scans an Arrow table one batch per thread
+    shares = pa.Table.from_batches(shares.select(list(SHARE_INPUT_COLUMNS)).to_batches(max_chunksize=SCAN_BATCH_ROWS))
     _reg(con, "_new_shares", shares)
     try:
-        bad = con.execute(
-            "SELECT run_id, output_id, sum(share) AS s, count(*) FILTER (WHERE share IS NULL OR isnan(share) "
-            "OR isinf(share)) AS nans FROM _new_shares GROUP BY run_id, output_id "
-            f"HAVING abs(sum(share) - 1) > {SHARE_SUM_TOLERANCE} OR nans > 0 OR run_id IS NULL OR output_id IS NULL "
-            "ORDER BY run_id, output_id LIMIT 1").fetchone()
-        if bad:
-            raise InputError(
-                f"attribution shares: run {bad[0]!r} output {bad[1]!r}: shares sum to {bad[2]!r}, not 1 (or a share "
-                "is missing/NaN); include one unattributed row (work_id NULL) so each output sums to 1")
+        # one pass over the rows: per (run, output) the share sum, bad shares, rows and hash sum;
+        # the check and the per-run digests then read that small table
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _share_groups AS SELECT run_id, output_id, sum(share) AS s, "
+            "count(*) FILTER (WHERE share IS NULL OR isnan(share) OR isinf(share)) AS nans, count(*) AS n, "
+            "sum(hash(output_id, work_id, holder_id, share, score)) AS hs FROM _new_shares GROUP BY run_id, output_id")
+        try:
+            bad = con.execute(
+                f"SELECT run_id, output_id, s FROM _share_groups WHERE abs(s - 1) > {SHARE_SUM_TOLERANCE} OR nans > 0 "
+                "OR s IS NULL OR run_id IS NULL OR output_id IS NULL ORDER BY run_id, output_id LIMIT 1").fetchone()
+            if bad:
+                raise InputError(
+                    f"attribution shares: run {bad[0]!r} output {bad[1]!r}: shares sum to {bad[2]!r}, not 1 (or a "
+                    "share is missing/NaN); include one unattributed row (work_id NULL) so each output sums to 1")
+            digests = con.execute("SELECT run_id, sum(n)::BIGINT, sum(hs)::VARCHAR FROM _share_groups GROUP BY run_id "
+                                  "ORDER BY run_id").fetchall()
+        finally:
+            con.execute("DROP TABLE IF EXISTS _share_groups")
         digest_sql = ("SELECT run_id, count(*) AS n, sum(hash(output_id, work_id, holder_id, share, score))::VARCHAR "
                       "FROM {src} GROUP BY run_id ORDER BY run_id")
-        digests = con.execute(digest_sql.format(src="_new_shares")).fetchall()
         known = {r[0] for r in con.execute("SELECT run_id FROM ledger_share_runs").fetchall()}
         added, unchanged = [], []
         for rid, n, d in digests:
@@ -644,8 +654,8 @@ def ingest_shares(con, shares, run_id: str | None = None) -> dict[str, Any]:
                 for i, (rid, n, digest) in enumerate(added, start=1):
                     con.execute("INSERT INTO ledger_share_runs (run_id, content_hash, n_rows, seq) VALUES (?, ?, ?, ?)",
                                 [rid, digest, n, seq0 + i])
-                con.execute("INSERT INTO ledger_shares SELECT * FROM _new_shares WHERE run_id IN "
-                            "(SELECT unnest(?))", [[a[0] for a in added]])
+                new_runs = {rid: seq0 + i for i, (rid, _, _) in enumerate(added, start=1)}
+                _insert_coded_shares(con, shares, new_runs, only=bool(unchanged))
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -689,19 +699,111 @@ def _period_state(con, period: str, before_split: int | None = None) -> tuple[di
     return {k: int(v) for k, v in prior.items()}, fees
 
 
+def _id_codes(con, table: str, code_col: str, keys, cols: tuple[str, ...]):
+    """Codes (numpy int64, one per row of the small Arrow table ``keys``) of ``keys``' rows in the
+    dictionary table ``table``; rows it lacks are added first, numbered after its largest code in
+    the sort order of their ids (nulls last)."""
+    import numpy as np
+    import pyarrow as pa
+
+    keys = keys.append_column("_i", pa.array(np.arange(keys.num_rows, dtype=np.int64)))
+    match = " AND ".join(f"c.{c} IS NOT DISTINCT FROM k.{c}" for c in cols)
+    order = ", ".join(f"{c} ASC NULLS LAST" for c in cols)
+    _reg(con, "_keys", keys)
+    try:
+        base = con.execute(f"SELECT coalesce(max({code_col}) + 1, 0) FROM {table}").fetchall()[0][0]
+        con.execute(
+            f"INSERT INTO {table} ({code_col}, {', '.join(cols)}) SELECT (? + row_number() OVER (ORDER BY {order}) - 1)"
+            f"::BIGINT, {', '.join(cols)} FROM _keys k WHERE NOT EXISTS (SELECT 1 FROM {table} c WHERE {match})", [base])
+        got = con.sql(f"SELECT k._i, c.{code_col} FROM _keys k JOIN {table} c ON {match}").to_arrow_table()
+    finally:
+        con.unregister("_keys")
+    codes = np.empty(keys.num_rows, dtype=np.int64)
+    codes[got.column("_i").to_numpy()] = got.column(code_col).to_numpy()
+    return codes
+
+
 _PAIR_HASH_JOIN = True  # tests switch it off to exercise the string join used when two pairs share a hash
 
 
-def batch_shares(con, events, run_id: str, src: str = "ledger_shares"):
+def _insert_coded_shares(con, shares, runs: dict[str, int], only: bool) -> None:
+    """Append the rows of ``runs`` (run id -> seq) to ``ledger_share_rows`` as integer codes.
+
+    Output ids are dictionary-encoded in Arrow (few, in order) and coded through
+    ``ledger_output_ids``; the distinct (work, holder) pairs are found in DuckDB (in parallel),
+    coded through ``ledger_pair_ids``, and each row finds its pair by a 64-bit hash of the pair
+    (an integer join), unless two of the pairs share a hash: then by the strings. ``only``:
+    ``shares`` holds other runs too (skip them)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if only:
+        shares = shares.filter(pc.is_in(shares.column("run_id"), value_set=pa.array(list(runs), pa.string())))
+    out = shares.column("output_id")
+    enc = pc.dictionary_encode(out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out)
+    o_code = _id_codes(con, "ledger_output_ids", "output_code", pa.table({"output_id": enc.dictionary.cast(pa.string())}),
+                       ("output_id",))
+    if len(runs) == 1:
+        run_seq = pa.array(np.full(shares.num_rows, next(iter(runs.values())), dtype=np.int64))
+    else:
+        idx = pc.index_in(shares.column("run_id"), value_set=pa.array(list(runs), pa.string())).to_numpy()
+        run_seq = pa.array(np.array(list(runs.values()), dtype=np.int64)[idx])
+    rows = pa.table({
+        "run_seq": run_seq,
+        "output_code": pa.array(o_code[enc.indices.to_numpy(zero_copy_only=False)]),
+        "work_id": shares.column("work_id"), "holder_id": shares.column("holder_id"),
+        "share": shares.column("share"), "score": shares.column("score"),
+    })
+    _reg(con, "_coded", rows)
+    try:
+        pairs = con.sql("SELECT DISTINCT work_id, holder_id FROM _coded").to_arrow_table()
+        p_code = _id_codes(con, "ledger_pair_ids", "pair_code", pairs, ("work_id", "holder_id"))
+        _reg(con, "_pairs", pairs.append_column("pair_code", pa.array(p_code)))
+        con.execute("CREATE OR REPLACE TEMP TABLE _pair_h AS SELECT pair_code, work_id, holder_id, "
+                    "hash(work_id, holder_id) AS h FROM _pairs")
+        unique = _PAIR_HASH_JOIN and con.execute("SELECT count(*) = count(DISTINCT h) FROM _pair_h").fetchall()[0][0]
+        on = ("hash(s.work_id, s.holder_id) = p.h" if unique else
+              "s.work_id IS NOT DISTINCT FROM p.work_id AND s.holder_id IS NOT DISTINCT FROM p.holder_id")
+        con.execute("INSERT INTO ledger_share_rows SELECT s.run_seq, s.output_code, p.pair_code, s.share, s.score "
+                    f"FROM _coded s JOIN _pair_h p ON {on}")
+        con.execute("DROP TABLE _pair_h")
+    finally:
+        con.unregister("_coded")
+        con.unregister("_pairs")
+
+
+def _event_rows(codes, ev_code, ev_index, n_codes: int):
+    """``(rows, events)``: each share row (by output code) with every event of its output (every
+    row has one: the rows were selected by the events' codes). ``rows`` is ``None`` when each
+    output has one event (the rows stay as they are)."""
+    import numpy as np
+
+    cnt = np.bincount(ev_code, minlength=n_codes)
+    if len(cnt) == 0 or cnt.max() <= 1:
+        ev_of = np.full(n_codes, -1, dtype=np.int64)
+        ev_of[ev_code] = ev_index
+        return None, ev_of[codes]
+    # an output with several events: its rows once per event
+    order = np.argsort(ev_code, kind="stable")
+    start = np.cumsum(cnt) - cnt
+    rc = cnt[codes]
+    rows = np.repeat(np.arange(len(codes), dtype=np.int64), rc)
+    off = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(rc) - rc, rc)
+    return rows, ev_index[order[start[codes[rows]] + off]]
+
+
+def batch_shares(con, events, run_id: str):
     """The shares of ``run_id`` for ``events``' outputs, with the columns compute_allocation can
     use instead of recomputing them: ``_ev`` (row of the event), ``_wrank`` (rank of the work id
     among the distinct works, byte order) and ``_hcode`` (a code per holder).
 
-    DuckDB matches rows to events and codes each row by its distinct (work_id, holder_id) pair
-    (in parallel, without Python strings); the ranks and holder codes are then read off the
-    sorted pair list (~ one row per work) and gathered per row in numpy. The string columns come
-    back dictionary-encoded (``output_id`` over the events, ``work_id`` / ``holder_id`` over the
-    pairs): the same values without materialising 10^7 strings."""
+    Only integers cross from DuckDB for the 10^7 rows (output and (work, holder) pair codes and
+    the share); rows are matched to events through a lookup array over output codes, and the
+    ranks and holder codes are read off the sorted list of the pairs used (~ one per work):
+    ``_wrank`` is -1 on the unattributed rows, ``_hcode`` -1 where a row has no holder. The
+    string columns come back dictionary-encoded (``output_id`` over the events, ``work_id`` /
+    ``holder_id`` over the pairs): the same values without materialising 10^7 strings."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -710,28 +812,36 @@ def batch_shares(con, events, run_id: str, src: str = "ledger_shares"):
     ev_out = events.column("output_id")
     if isinstance(ev_out, pa.ChunkedArray):
         ev_out = ev_out.combine_chunks()
+    seq = con.execute("SELECT seq FROM ledger_share_runs WHERE run_id = ?", [run_id]).fetchall()
+    if not seq:
+        raise NotFoundError(f"attribution run {run_id!r}: not ingested; run `tribute ledger ingest-shares` first")
     _reg(con, "_evs", pa.table({"output_id": ev_out, "_ev": pa.array(np.arange(events.num_rows, dtype=np.int64))}))
     try:
-        # distinct (work, holder) pairs, coded in sort order; rows find their pair by a 64-bit hash
-        # of the pair (an integer join), unless two pairs share a hash: then by the strings
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _bs_pairs AS SELECT work_id, holder_id, h, "
-            "(row_number() OVER (ORDER BY work_id ASC NULLS LAST, holder_id ASC NULLS LAST) - 1)::BIGINT AS _pair "
-            "FROM (SELECT DISTINCT s.work_id, s.holder_id, hash(s.work_id, s.holder_id) AS h FROM " + src + " s "
-            "WHERE s.run_id = ? AND s.output_id IN (SELECT output_id FROM _evs))", [run_id])
-        pairs = con.sql("SELECT work_id, holder_id FROM _bs_pairs ORDER BY _pair").to_arrow_table()
-        unique = _PAIR_HASH_JOIN and con.execute("SELECT count(*) = count(DISTINCT h) FROM _bs_pairs").fetchall()[0][0]
-        on = ("hash(s.work_id, s.holder_id) = p.h" if unique else
-              "s.work_id IS NOT DISTINCT FROM p.work_id AND s.holder_id IS NOT DISTINCT FROM p.holder_id")
-        rows = con.sql(
-            "SELECT e._ev, s.share, p._pair FROM " + src + " s JOIN _evs e USING (output_id) "
-            "JOIN _bs_pairs p ON " + on + " WHERE s.run_id = ?", params=[run_id]).to_arrow_table()
+        evc = con.sql("SELECT e._ev, o.output_code FROM _evs e JOIN ledger_output_ids o USING (output_id)").to_arrow_table()
+        _reg(con, "_evc", evc)
+        got = con.sql("SELECT output_code, pair_code, share FROM ledger_share_rows WHERE run_seq = ? AND output_code IN "
+                      "(SELECT output_code FROM _evc)", params=[seq[0][0]]).to_arrow_table()
     finally:
         con.unregister("_evs")
-        try:
-            con.execute("DROP TABLE IF EXISTS _bs_pairs")
-        except Exception:  # noqa: BLE001 - an aborted transaction drops it on rollback; keep the first error
-            pass
+        con.unregister("_evc")
+    n_codes = int(pc.max(evc.column("output_code")).as_py() or 0) + 1 if evc.num_rows else 0
+    codes = got.column("output_code").to_numpy()
+    rows, ev = _event_rows(codes, evc.column("output_code").to_numpy(), evc.column("_ev").to_numpy(), n_codes)
+    if rows is None:
+        pair_g, share = got.column("pair_code").to_numpy(), got.column("share")
+    else:
+        pair_g = got.column("pair_code").to_numpy()[rows]
+        share = got.column("share").take(pa.array(rows))
+    del got, codes, rows
+    # the pairs the rows use, sorted by (work id, holder id), nulls last
+    used = np.flatnonzero(np.bincount(pair_g)) if len(pair_g) else np.zeros(0, np.int64)  # sorted, no hash set
+    _reg(con, "_used", pa.table({"pair_code": pa.array(used)}))
+    try:
+        pairs = con.sql("SELECT p.pair_code, p.work_id, p.holder_id FROM ledger_pair_ids p SEMI JOIN _used u "
+                        "USING (pair_code) ORDER BY p.work_id ASC NULLS LAST, p.holder_id ASC NULLS LAST, p.pair_code"
+                        ).to_arrow_table()
+    finally:
+        con.unregister("_used")
     pw = pairs.column("work_id").combine_chunks().cast(pa.string())
     ph = pairs.column("holder_id").combine_chunks().cast(pa.string())
     n_p = len(pw)
@@ -742,22 +852,24 @@ def batch_shares(con, events, run_id: str, src: str = "ledger_shares"):
         new = np.concatenate([[True], changed])
     else:
         new = np.ones(n_p, dtype=bool)
-    wrank_p = np.cumsum(new & w_valid) - 1
-    hc = pc.dictionary_encode(ph)
-    hcode_p = hc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    pair = rows.column("_pair").to_numpy().astype(np.int64, copy=False)
-    wr = wrank_p[pair]
-    wr_null = ~w_valid[pair]
-    hcode = hcode_p[pair]
-    ev = rows.column("_ev").to_numpy().astype(np.int64, copy=False)
+    # per pair code: work rank (-1: no work), holder code (-1: no holder), place in the sorted list
+    size = int(used[-1]) + 1 if len(used) else 0
+    pcode = pairs.column("pair_code").to_numpy()
+    wrank_g = np.full(size, -1, dtype=np.int64)
+    wrank_g[pcode] = np.where(w_valid, np.cumsum(new & w_valid) - 1, -1)
+    hcode_g = np.full(size, -1, dtype=np.int64)
+    hcode_g[pcode] = pc.dictionary_encode(ph).indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    place = np.zeros(size, dtype=np.int64)
+    place[pcode] = np.arange(n_p, dtype=np.int64)
+    # the id columns index dictionaries laid out by pair code (a null entry = a null id)
     return pa.table({
         "output_id": pa.DictionaryArray.from_arrays(pa.array(ev), ev_out),
-        "work_id": pa.DictionaryArray.from_arrays(pa.array(pair, mask=wr_null), pw),
-        "holder_id": pa.DictionaryArray.from_arrays(pa.array(pair, mask=hcode < 0), ph),
-        "share": rows.column("share"),
+        "work_id": pa.DictionaryArray.from_arrays(pa.array(pair_g), pw.take(pa.array(place))),
+        "holder_id": pa.DictionaryArray.from_arrays(pa.array(pair_g), ph.take(pa.array(place))),
+        "share": share,
         "_ev": pa.array(ev),
-        "_wrank": pa.array(np.where(wr_null, 0, wr), pa.int64(), mask=wr_null),
-        "_hcode": pa.array(np.where(hcode < 0, 0, hcode), pa.int64(), mask=hcode < 0),
+        "_wrank": pa.array(wrank_g[pair_g]),
+        "_hcode": pa.array(hcode_g[pair_g]),
     })
 
 
@@ -788,9 +900,16 @@ def _plan_batch(con, policy: PricingPolicy, period: str, run_id: str | None, exp
         raise NotFoundError(f"attribution run {run_id!r}: not ingested; run `tribute ledger ingest-shares` first")
     shares = None
     if run_id is not None:
-        src = "ledger_shares" if con.execute(
-            "SELECT 1 FROM ledger_share_runs WHERE run_id = ?", [run_id]).fetchall() else "attribution_shares"
-        shares = batch_shares(con, events, run_id, src)
+        if con.execute("SELECT 1 FROM ledger_share_runs WHERE run_id = ?", [run_id]).fetchall():
+            shares = batch_shares(con, events, run_id)
+        else:
+            # a dry run on a workspace run not copied yet: the plain Arrow path of compute_allocation
+            _reg(con, "_evo", events.select(["output_id"]))
+            try:
+                shares = con.sql("SELECT output_id, work_id, holder_id, share FROM attribution_shares WHERE run_id = ? "
+                                 "AND output_id IN (SELECT output_id FROM _evo)", params=[run_id]).to_arrow_table()
+            finally:
+                con.unregister("_evo")
     prior, fee_works = _period_state(con, period)
     alloc = compute_allocation(policy, events, shares, exposure, prior_holder=prior, fee_works=fee_works)
     ehash = exposure_hash(exposure)

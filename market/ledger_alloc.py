@@ -20,7 +20,12 @@ Speed (10^7 rows): the leftover units are handed out without an argsort of the r
 keys ``(group, remainder)`` are sorted as values and each pool's threshold key is read at its
 ``left``-th position; only rows exactly at a threshold shared by more rows than units left are
 ordered by tie key (see ``_largest_remainder_sorted``). int64 is used only where the bound
-``amount * max weight < 2**63`` is checked per call; otherwise the Python-integer path runs.
+``amount * max weight < 2**63`` is checked per call; otherwise the Python-integer path runs. The
+floor division is estimated in float64 and corrected exactly in int64 (``_divmod_pos``, where
+quotients stay below 2**50). When every output has exactly one unattributed row and no rule
+drops a row (the usual run), that row serves as the pool's residual row in place, so the 10^7-row
+arrays are neither copied nor concatenated (``_output_pool_in_place``); the detail's text columns
+are dictionary-encoded (:func:`detail_schema`).
 
 So a pool is paid exactly, nobody gets a negative amount, a larger weight never gets less, equal
 weights differ by at most one minor unit, and the result is the same for any row order.
@@ -33,7 +38,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.errors import InputError
-from ..core.hashing import stable_hash64
 
 QUANT_BITS = 32
 QUANT = float(1 << QUANT_BITS)
@@ -59,7 +63,7 @@ def _group_sum(group: np.ndarray, values: np.ndarray, n_groups: int, counts: np.
 
 
 def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tiekey: np.ndarray, *,
-                total_w: np.ndarray | None = None) -> np.ndarray:
+                total_w: np.ndarray | None = None, counts: np.ndarray | None = None) -> np.ndarray:
     """Split ``amount[g]`` over the rows of each group ``g`` by integer ``weight``, exactly.
 
     Args:
@@ -70,6 +74,7 @@ def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tieke
             key keep their input order).
         total_w: the per-group sums of ``weight`` when the caller already has them (saves a pass;
             they must be exact).
+        counts: the number of rows per group, when the caller already has it.
 
     Returns:
         int64 amount per row (in the input order); per group they add up to ``amount[g]``.
@@ -88,7 +93,7 @@ def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tieke
         return np.zeros(0, dtype=np.int64)
     if int(weight.min()) < 0 or (g_count and int(amount.min()) < 0):
         raise InputError("negative weight or pool amount; weights and pools must be >= 0")
-    counts = np.bincount(group, minlength=g_count)
+    counts = np.bincount(group, minlength=g_count) if counts is None else counts
     if total_w is None:
         total_w = _group_sum(group, weight, g_count, counts)
     else:
@@ -101,8 +106,11 @@ def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tieke
         return _split_exact_objects(group, weight, amount, tiekey, total_w)
     w_row = total_w[group]
     ok = w_row > 0
-    num = amount[group] * weight
-    if ok.all():
+    num = amount[group]
+    num *= weight
+    if ok.all() and int(amount.max()) < (1 << 50):       # quotients <= amount: float estimate within one
+        fl, rem = _divmod_pos(num, w_row)
+    elif ok.all():
         fl, rem = np.divmod(num, w_row)
     else:
         fl = np.zeros(n, dtype=np.int64)
@@ -112,7 +120,7 @@ def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tieke
     left = amount - _group_sum(group, fl, g_count, counts)
     span = 1 << 33
     if int(total_w.max()) < span and g_count < (1 << 29):
-        fl += _largest_remainder_sorted(group, rem, left, tiekey, g_count, span, counts)
+        fl += _largest_remainder_sorted(group, rem, left, tiekey, g_count, span, counts)  # bool: +1 / +0
         return fl
     # rank rows inside each group by remainder (desc), then by tie key (asc), then by row
     order = np.lexsort((np.arange(n, dtype=np.int64), tiekey, -rem, group))
@@ -121,6 +129,27 @@ def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tieke
     pos = np.arange(n, dtype=np.int64) - starts[gs]
     fl[order] += (pos < left[gs]).astype(np.int64)
     return fl
+
+
+def _divmod_pos(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.divmod(num, den)`` for int64 ``num >= 0``, ``den > 0`` whose quotients are below
+    2**50, exactly, faster: the quotient estimated in float64 (relative error a few 2**-53, so
+    off by at most one) and corrected with integer arithmetic."""
+    q = np.divide(num, den, dtype=np.float64)
+    np.floor(q, out=q)
+    fl = q.view(np.int64)                               # the quotients, in the same buffer
+    np.copyto(fl, q, casting="unsafe")
+    rem = fl * den
+    np.subtract(num, rem, out=rem)
+    low = rem < 0
+    if low.any():
+        fl[low] -= 1
+        rem[low] += den[low]
+    high = rem >= den
+    if high.any():
+        fl[high] += 1
+        rem[high] -= den[high]
+    return fl, rem
 
 
 def _largest_remainder_sorted(group, rem, left, tiekey, g_count: int, span: int, counts) -> np.ndarray:
@@ -161,7 +190,7 @@ def _largest_remainder_sorted(group, rem, left, tiekey, g_count: int, span: int,
         first = np.flatnonzero(np.r_[True, gi[1:] != gi[:-1]])
         pos = np.arange(len(idx)) - np.repeat(first, np.diff(np.r_[first, len(idx)]))
         win[idx[pos < need[gi]]] = True
-    return win.astype(np.int64)
+    return win
 
 
 def _split_exact_objects(group, weight, amount, tiekey, total_w) -> np.ndarray:
@@ -187,7 +216,7 @@ def _split_exact_objects(group, weight, amount, tiekey, total_w) -> np.ndarray:
 FIXED_BITS = 40
 
 
-def quantise(share: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+def quantise(share: np.ndarray, group: np.ndarray, n_groups: int, counts: np.ndarray | None = None) -> np.ndarray:
     """Integer weights ``round(share / group_sum * 2**32)``, independent of row order.
 
     Shares are first scaled by the largest share and rounded to 40-bit fixed point, so the group
@@ -204,16 +233,25 @@ def quantise(share: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
     tmp = np.divide(share, m)
     tmp *= float(1 << FIXED_BITS)
     tmp += 0.5
-    np.floor(tmp, out=tmp)
-    fixed = tmp.astype(np.int64)
-    sums = _group_sum(group, fixed, n_groups)
+    np.floor(tmp, out=tmp)                              # integer values <= 2**40, exact in float64
+    counts = np.bincount(group, minlength=n_groups) if counts is None else counts
+    if int(counts.max()) < (1 << (53 - FIXED_BITS)):
+        # every partial sum stays below 2**53: the float sums are the exact integer sums
+        sums = np.rint(np.bincount(group, weights=tmp, minlength=n_groups)).astype(np.int64)
+    else:
+        sums = _group_sum(group, tmp.astype(np.int64), n_groups, counts)
     if (sums > 0).all():
-        # floor(fixed / denom * 2**32 + 0.5), in the same buffer
-        np.divide(fixed, sums[group], out=tmp)
-        tmp *= QUANT
-        tmp += 0.5
-        np.floor(tmp, out=tmp)
-        return tmp.astype(np.int64)
+        # floor(fixed / denom * 2**32 + 0.5) (the int64 operands as float64, as numpy's true
+        # division converts them), written back into tmp's buffer as int64
+        den = sums.astype(np.float64)[group]
+        np.divide(tmp, den, out=den)
+        den *= QUANT
+        den += 0.5
+        np.floor(den, out=den)
+        out = tmp.view(np.int64)
+        np.copyto(out, den, casting="unsafe")
+        return out
+    fixed = tmp.astype(np.int64)
     denom = sums[group].astype(np.float64)
     q = np.zeros(len(share), dtype=np.int64)
     ok = denom > 0
@@ -248,7 +286,12 @@ def _id_hashes(ids: list) -> np.ndarray:
     hit = _HASH_CACHE.get(id(ids))
     if hit is not None and hit[0] is ids:
         return hit[1]
-    h = np.fromiter((stable_hash64(str(x).encode("utf-8"), TIE_SEED) for x in ids), dtype=np.uint64, count=len(ids))
+    # stable_hash64(id, TIE_SEED) for each id, with the key built once
+    import hashlib
+
+    key = TIE_SEED.to_bytes(8, "little", signed=False)
+    digests = b"".join(hashlib.blake2b(str(x).encode("utf-8"), digest_size=8, key=key).digest() for x in ids)
+    h = np.frombuffer(digests, dtype="<u8").astype(np.uint64)
     _HASH_CACHE.clear()
     _HASH_CACHE[id(ids)] = (ids, h)
     return h
@@ -258,8 +301,11 @@ def rotate_ties(rank: np.ndarray, k: int, group_ids: list[str], group: np.ndarra
     """Tie keys: ``(rank + offset(pool)) mod k`` per row; rank ``k`` (the residual) stays last."""
     offs = _id_hashes(group_ids) % np.uint64(max(k, 1))
     offs = offs.astype(np.int64)
-    rot = (rank + offs[group]) % max(k, 1)
-    return np.where(rank >= k, k, rot).astype(np.int64)
+    rot = offs[group]
+    rot += rank                     # < 2k: mod k is one conditional subtraction
+    np.subtract(rot, max(k, 1), out=rot, where=rot >= max(k, 1))
+    rot[rank >= k] = k
+    return rot
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,7 +320,8 @@ class Allocation:
     """The outcome of allocating a batch of revenue events (nothing written yet).
 
     ``detail`` has one row per amount (pool, event_key, output_id, work_id, holder_id, account,
-    share, weight, amount); ``split`` and ``distribute`` are the posting lines ``{account:
+    share, weight, amount; :func:`detail_schema`: the text columns are dictionary-encoded);
+    ``split`` and ``distribute`` are the posting lines ``{account:
     minor units}`` of the two transactions (revenue split, pool distribution); each sums to 0.
     """
 
@@ -300,11 +347,12 @@ def _lines(accounts, amounts) -> dict[str, int]:
 
 
 def _merge(*parts: dict[str, int]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for p in parts:
+    parts = sorted(parts, key=len, reverse=True)
+    out = {k: int(v) for k, v in parts[0].items()} if parts else {}
+    for p in parts[1:]:
         for k, v in p.items():
             out[k] = out.get(k, 0) + int(v)
-    return {k: v for k, v in sorted(out.items()) if v != 0}
+    return {k: out[k] for k in sorted(out) if out[k] != 0}
 
 
 def _col(table, name: str, kind: str):
@@ -348,14 +396,17 @@ def compute_allocation(policy, events, shares=None, exposure=None, *, prior_hold
     plat, train, outp = parts[:, 0], parts[:, 1], parts[:, 2]
 
     detail: list = []
-    split_accounts = np.array(["platform", "pool:training", "pool:output"], dtype=object)
+    ev3 = np.repeat(np.arange(n_ev, dtype=np.int64), 3)
+    no_text = _dict(np.zeros(3 * n_ev, np.int64), pa.array([], pa.string()), mask=np.ones(3 * n_ev, bool))
+    ev_out_s = (ev_out.combine_chunks() if isinstance(ev_out, pa.ChunkedArray) else ev_out).cast(pa.string())
     detail.append(pa.table({
-        "pool": pa.array(["split"] * (3 * n_ev), pa.string()),
-        "event_key": pa.array(np.repeat(np.array(ev_keys, dtype=object), 3), pa.string()),
-        "output_id": pa.array(np.repeat(np.array(ev_out.to_pylist(), dtype=object), 3), pa.string()),
-        "work_id": pa.nulls(3 * n_ev, pa.string()),
-        "holder_id": pa.nulls(3 * n_ev, pa.string()),
-        "account": pa.array(np.tile(split_accounts, n_ev), pa.string()),
+        "pool": _dict(np.zeros(3 * n_ev, np.int64), pa.array(["split"], pa.string())),
+        "event_key": _dict(ev3, pa.array(ev_keys, pa.string())),
+        "output_id": _dict(ev3, ev_out_s),
+        "work_id": no_text,
+        "holder_id": no_text,
+        "account": _dict(np.tile(np.arange(3, dtype=np.int64), n_ev),
+                         pa.array(["platform", "pool:training", "pool:output"], pa.string())),
         "share": pa.nulls(3 * n_ev, pa.float64()),
         "weight": pa.array(np.tile(sw, n_ev), pa.int64()),
         "amount": pa.array(parts.reshape(-1), pa.int64()),
@@ -367,15 +418,15 @@ def compute_allocation(policy, events, shares=None, exposure=None, *, prior_hold
     # 3. training pool, the batch's total, by exposure
     t_total = int(train.sum())
     tr_detail, n_works = _training_pool(policy, exposure, t_total)
-    detail.append(tr_detail)
+    detail.append(_as_detail(tr_detail))
     tr_lines = _lines(tr_detail.column("account"), tr_detail.column("amount"))
     royalty_lines = _merge(out_lines, tr_lines)
     # 4. caps per holder and period
     cap_detail = _caps(policy, royalty_lines, prior_holder or {})
-    detail.append(cap_detail)
+    detail.append(_as_detail(cap_detail))
     # 5. fixed fee per exposed work (once per period), paid by the platform
     fee_detail = _fees(policy, exposure, fee_works)
-    detail.append(fee_detail)
+    detail.append(_as_detail(fee_detail))
     table = pa.concat_tables(detail)
 
     revenue = int(amount.sum())
@@ -394,8 +445,18 @@ def compute_allocation(policy, events, shares=None, exposure=None, *, prior_hold
 
 
 def _np(col, dtype) -> np.ndarray:
-    """A numeric Arrow column (chunked or not, no nulls) as a numpy array of ``dtype``."""
+    """A numeric Arrow column (chunked or not, no nulls) as a numpy array of ``dtype`` (a view of
+    the Arrow buffer, read-only, when it has one chunk of that type)."""
+    import pyarrow as pa
+
+    if isinstance(col, pa.ChunkedArray) and col.num_chunks == 1:
+        col = col.chunk(0)
     return col.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def _codes(col) -> np.ndarray:
+    """An integer code column (nulls read as -1) as int64 numpy."""
+    return _np(col.fill_null(-1) if col.null_count else col, np.int64)
 
 
 def _strings(col):
@@ -410,29 +471,139 @@ def _strings(col):
     return col
 
 
-def _take_strings(col, rows: np.ndarray, n_null: int):
-    """``col[rows]`` followed by ``n_null`` nulls, as a plain string array.
-
-    A dictionary-encoded column (the ledger's ``batch_shares``) is taken through its indices, so
-    only the looked-up values are materialised (no cast of the whole column)."""
+DETAIL_TEXT = ("pool", "event_key", "output_id", "work_id", "holder_id", "account")
+def detail_schema():
+    """The schema of ``Allocation.detail``: the text columns dictionary-encoded (int32 indices),
+    so 10^7 rows repeat ~10^5 distinct ids without copying a string per row."""
     import pyarrow as pa
 
-    mask = np.concatenate([np.zeros(len(rows), bool), np.ones(n_null, bool)])
-    if pa.types.is_dictionary(col.type):
-        chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
-        if len(chunks) == 1 or all(c.dictionary.equals(chunks[0].dictionary) for c in chunks[1:]):
-            dictionary = chunks[0].dictionary.cast(pa.string())
-            codes = col.indices if not isinstance(col, pa.ChunkedArray) else \
-                pa.chunked_array([c.indices for c in chunks], chunks[0].indices.type)
-            code_np = codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-            picked = code_np[rows]
-            sel = np.concatenate([picked, np.zeros(n_null, np.int64)])
-            nulls = mask.copy()
-            nulls[:len(rows)] = picked < 0
-            sel[nulls] = 0
-            return dictionary.take(pa.array(sel, mask=nulls))
-    sel = pa.array(np.concatenate([rows, np.zeros(n_null, np.int64)]), mask=mask)
-    return col.take(sel).cast(pa.string())
+    text = pa.dictionary(pa.int32(), pa.string())
+    return pa.schema([(c, text) for c in DETAIL_TEXT] + [("share", pa.float64()), ("weight", pa.int64()),
+                                                        ("amount", pa.int64())])
+
+
+def _dict(indices: np.ndarray, dictionary, mask: np.ndarray | None = None):
+    """A dictionary array (int32 indices) over ``dictionary``; ``mask`` marks nulls."""
+    import pyarrow as pa
+
+    return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int32), mask=mask), dictionary)
+
+
+def _as_detail(table):
+    """A detail part with plain string columns cast to the detail schema."""
+    return table.cast(detail_schema())
+
+
+def _dict_take(col, rows: np.ndarray | None, n_null: int, nulls: np.ndarray | None = None):
+    """``col[rows]`` (``rows`` None: all of ``col``) followed by ``n_null`` nulls, as a dictionary
+    array (int32 indices); ``nulls`` marks more null rows among the taken ones.
+
+    A dictionary-encoded column (the ledger's ``batch_shares``) is taken through its indices, so
+    no string is copied; a plain column is dictionary-encoded first."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(col, pa.ChunkedArray):
+        if col.num_chunks == 1:
+            col = col.chunk(0)
+        elif pa.types.is_dictionary(col.type) and all(c.dictionary.equals(col.chunk(0).dictionary) for c in col.chunks):
+            col = pa.DictionaryArray.from_arrays(pa.concat_arrays([c.indices for c in col.chunks]), col.chunk(0).dictionary)
+        else:
+            col = col.cast(pa.string()).combine_chunks()
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col.cast(pa.string()))
+    code = col.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    n_take = len(code) if rows is None else len(rows)
+    sel = np.empty(n_take + n_null, dtype=np.int32)
+    sel[:n_take] = code if rows is None else code[rows]
+    sel[n_take:] = -1
+    nulls = sel < 0 if nulls is None else (sel < 0) | np.concatenate([nulls, np.ones(n_null, bool)])
+    sel[nulls] = 0
+    return pa.DictionaryArray.from_arrays(pa.array(sel, mask=nulls), col.dictionary.cast(pa.string()))
+
+
+def _kept(values: np.ndarray, mask: np.ndarray | None, n_keep: int, tail: np.ndarray) -> np.ndarray:
+    """``values[mask]`` (or all ``values``) followed by ``tail``, written into one new array."""
+    out = np.empty(n_keep + len(tail), dtype=np.result_type(values, tail))
+    if mask is None:
+        out[:n_keep] = values
+    else:
+        np.compress(mask, values, out=out[:n_keep])
+    out[n_keep:] = tail
+    return out
+
+
+def _tail_mask(n_keep: int, tail: np.ndarray) -> np.ndarray | None:
+    """Nulls for the NaN values of ``tail`` placed after ``n_keep`` finite values (None: none)."""
+    nan = np.isnan(tail)
+    if not nan.any():
+        return None
+    mask = np.zeros(n_keep + len(tail), dtype=bool)
+    mask[n_keep:] = nan
+    return mask
+
+
+def _output_pool_in_place(policy, events, ev_keys, outp, ev, counts, share, w, tie, k, is_res, res_w, hcode, work,
+                          holder):
+    """The output pools when nothing is dropped and every event has exactly one unattributed row
+    (the usual shape of an attribution run): that row is the event's residual row, in place, so
+    the 10^7-row arrays are split and turned into detail columns without copies. Gives the same
+    amounts as the general path (the residual row's tie key is unique in its pool, so its
+    position does not matter; the other rows keep their order)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n_ev = len(outp)
+    res_pos = np.flatnonzero(is_res)
+    res_ev = ev[res_pos]
+    tie[res_pos] = max(k, 1) + 1
+    tot = _group_sum(ev, w, n_ev, counts)
+    if np.any(tot == 0):
+        # a group whose kept weight is zero (all shares clipped to 0) pays its residual row
+        res_w = np.where(tot == 0, 1, res_w)
+        w[res_pos] = res_w[res_ev]
+    amounts = split_exact(ev, w, outp, tie, total_w=np.where(tot == 0, 1, tot), counts=counts)
+    del tie
+    # holder accounts: code -1 (the residual rows) reads the last slot of each lookup
+    n_h = int(hcode.max()) + 1
+    first = np.full(n_h + 1, -1, dtype=np.int64)
+    first[hcode[::-1]] = np.arange(len(hcode) - 1, -1, -1, dtype=np.int64)
+    first = first[:n_h]
+    names = holder.take(pa.array(first[first >= 0])).cast(pa.string())
+    names = names.combine_chunks() if isinstance(names, pa.ChunkedArray) else names
+    acc_dict = pc.binary_join_element_wise("holder:", names, "")
+    n_acc = len(acc_dict)
+    code_pos = np.append(np.cumsum(first >= 0) - 1, n_acc)
+    acc_idx = code_pos[hcode]
+    sums = _group_sum(acc_idx, amounts, n_acc + 1)
+    lines = {a: int(v) for a, v in zip(acc_dict.to_pylist(), sums[:n_acc].tolist())}
+    if int(sums[n_acc]):
+        lines[policy.output_residual_account] = lines.get(policy.output_residual_account, 0) + int(sums[n_acc])
+    # detail rows: every row, but residual rows that carry nothing (no weight, no money)
+    idle = res_pos[(amounts[res_pos] == 0) & (w[res_pos] == 0)]
+    rows = None
+    if len(idle):
+        sel = np.ones(len(ev), dtype=bool)
+        sel[idle] = False
+        rows = np.flatnonzero(sel)
+    pick = (lambda a: a) if rows is None else (lambda a: a[rows])
+    ev_out = events.column("output_id")
+    ev_out = ev_out.combine_chunks() if isinstance(ev_out, pa.ChunkedArray) else ev_out
+    ev_d, res_d = pick(ev), pick(is_res)
+    acc_d = pick(acc_idx)
+    n_rows = len(ev_d)
+    table = pa.table({
+        "pool": _dict(np.zeros(n_rows, np.int64), pa.array(["output"], pa.string())),
+        "event_key": _dict(ev_d, pa.array(ev_keys, pa.string())),
+        "output_id": _dict(ev_d, ev_out.cast(pa.string())),
+        "work_id": _dict_take(work, rows, 0, nulls=res_d),
+        "holder_id": _dict(np.where(res_d, 0, acc_d), names, mask=res_d),
+        "account": _dict(acc_d, pa.concat_arrays([acc_dict, pa.array([policy.output_residual_account], pa.string())])),
+        "share": pa.array(pick(share), pa.float64()),
+        "weight": pa.array(pick(w), pa.int64()),
+        "amount": pa.array(pick(amounts), pa.int64()),
+    })
+    return table, 0, lines
 
 
 def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
@@ -475,8 +646,10 @@ def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
                                  "fix the run or set negative = \"clip\"")
             share = np.maximum(share, 0.0)
         if "_wrank" in j.column_names and "_hcode" in j.column_names:
-            is_res = j.column("_wrank").is_null().to_numpy(zero_copy_only=False)
-            bad_holder = ~is_res & j.column("_hcode").is_null().to_numpy(zero_copy_only=False)
+            # precomputed by the caller: -1 (or null) = unattributed row / no holder
+            pre_rank, pre_hcode = _codes(j.column("_wrank")), _codes(j.column("_hcode"))
+            is_res = pre_rank < 0
+            bad_holder = ~is_res & (pre_hcode < 0)
         else:
             is_res = work.is_null().to_numpy(zero_copy_only=False)
             bad_holder = ~is_res & holder.is_null().to_numpy(zero_copy_only=False)
@@ -489,14 +662,14 @@ def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
         holder = pa.array([], pa.string())
         is_res = np.zeros(0, bool)
     # every event gets one residual row (weight 0 unless the input or the rules put some there)
-    has_rows = np.bincount(ev, minlength=n_ev) > 0 if len(ev) else np.zeros(n_ev, bool)
+    ev_counts = np.bincount(ev, minlength=n_ev) if len(ev) else np.zeros(n_ev, np.int64)
+    has_rows = ev_counts > 0
     if j is not None and "_wrank" in j.column_names:
-        rank = _np(j.column("_wrank").fill_null(-1), np.int64)
-        k = int(rank.max()) + 1 if len(rank) else 0
-        rank = np.where(rank < 0, k, rank)
+        k = int(pre_rank.max()) + 1 if len(pre_rank) else 0
+        rank = np.where(is_res, k, pre_rank)
     else:
         rank, k = rank_strings(work)
-    w = quantise(share, ev, n_ev)
+    w = quantise(share, ev, n_ev, ev_counts)
     tie = rotate_ties(rank, k, ev_keys, ev) if len(ev) else np.zeros(0, np.int64)
     attributed = ~is_res
     moved = np.zeros(n_ev, dtype=np.int64)
@@ -524,11 +697,16 @@ def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
         np.add.at(res_share, ev[is_res], share[is_res])
     res_w = res_w_input + (moved if policy.residual == "unattributed" else 0)
     res_w = np.where(~has_rows, 1, res_w)
+    if j is not None and "_hcode" in j.column_names and not dropped.any() and is_res.any() and \
+            bool((np.bincount(ev[is_res], minlength=n_ev) == 1).all()):
+        return _output_pool_in_place(policy, events, ev_keys, outp, ev, ev_counts, share, w, tie, k, is_res, res_w,
+                                     pre_hcode, work, holder)
     kw = keep
     n_keep = int(kw.sum())
-    grp = np.concatenate([ev[kw], np.arange(n_ev, dtype=np.int64)])
-    wts = np.concatenate([w[kw], res_w])
-    ties = np.concatenate([tie[kw], np.full(n_ev, max(k, 1) + 1, np.int64)])
+    grp = _kept(ev, kw, n_keep, np.arange(n_ev, dtype=np.int64))
+    wts = _kept(w, kw, n_keep, res_w)
+    ties = _kept(tie, kw, n_keep, np.full(n_ev, max(k, 1) + 1, np.int64))
+    del tie
     tot = _group_sum(grp, wts, n_ev)
     # a group whose kept weight is zero (all shares clipped to 0) pays its residual row
     res_w = np.where(tot == 0, 1, res_w)
@@ -543,7 +721,7 @@ def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
     res_account = policy.output_residual_account
     if n_keep and "_hcode" in j.column_names:
         # holder codes from the caller: per-holder totals by bincount, names from the first row per code
-        hc = _np(j.column("_hcode").fill_null(-1), np.int64)[kidx]
+        hc = pre_hcode[kidx]
         n_h = int(hc.max()) + 1
         first = np.full(n_h, -1, dtype=np.int64)
         first[hc[::-1]] = np.arange(n_keep - 1, -1, -1, dtype=np.int64)
@@ -562,38 +740,36 @@ def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
         if isinstance(names, pa.ChunkedArray):
             names = names.combine_chunks()
         acc_dict = pc.binary_join_element_wise("holder:", names, "")
-        sums = np.rint(np.bincount(acc_idx, weights=amounts[:n_keep].astype(np.float64),
-                                   minlength=len(acc_dict))).astype(np.int64)
+        sums = _group_sum(acc_idx, amounts[:n_keep], len(acc_dict))
         lines = {a: int(v) for a, v in zip(acc_dict.to_pylist(), sums.tolist())}
-        # one take per column over kept rows then residual rows (a null index gives a null)
-        accounts = pa.concat_arrays([acc_dict, pa.array([res_account], pa.string())]).take(
-            pa.array(np.concatenate([acc_idx, np.full(n_res, len(acc_dict), np.int64)])))
-        works_col = _take_strings(work, kidx, n_res)
+        # dictionary columns: indices over kept rows then residual rows, no string copied per row
+        accounts = _dict(np.concatenate([acc_idx, np.full(n_res, len(acc_dict), np.int64)]),
+                         pa.concat_arrays([acc_dict, pa.array([res_account], pa.string())]))
+        works_col = _dict_take(work, kidx, n_res)
         # holder ids from the (small) list of distinct holders, by the codes the lines use
-        holders_col = names.take(pa.array(np.concatenate([acc_idx, np.zeros(n_res, np.int64)]),
-                                          mask=np.concatenate([np.zeros(n_keep, bool), np.ones(n_res, bool)])))
+        holders_col = _dict(np.concatenate([acc_idx, np.zeros(n_res, np.int64)]), names,
+                            mask=np.concatenate([np.zeros(n_keep, bool), np.ones(n_res, bool)]))
     else:
-        accounts = pa.repeat(pa.scalar(res_account, pa.string()), n_res)
-        works_col = pa.nulls(n_res, pa.string())
-        holders_col = pa.nulls(n_res, pa.string())
+        accounts = _dict(np.zeros(n_res, np.int64), pa.array([res_account], pa.string()))
+        works_col = _dict(np.zeros(n_res, np.int64), pa.array([], pa.string()), mask=np.ones(n_res, bool))
+        holders_col = works_col
         lines = {}
     ev_out = events.column("output_id")
     if isinstance(ev_out, pa.ChunkedArray):
         ev_out = ev_out.combine_chunks()
-    ev_keys_arr = pa.array(ev_keys, pa.string())
-    ev_sel = pa.array(np.concatenate([ev[kw], rk]), pa.int64())
+    ev_sel = _kept(grp[:n_keep], None, n_keep, rk)
     res_share_arr = np.where(has_rows, res_share, np.nan)[rk]
     table = pa.table({
-        "pool": pa.repeat(pa.scalar("output", pa.string()), n_rows),
-        "event_key": ev_keys_arr.take(ev_sel),
-        "output_id": ev_out.take(ev_sel).cast(pa.string()),
+        "pool": _dict(np.zeros(n_rows, np.int64), pa.array(["output"], pa.string())),
+        "event_key": _dict(ev_sel, pa.array(ev_keys, pa.string())),
+        "output_id": _dict(ev_sel, ev_out.cast(pa.string())),
         "work_id": works_col,
         "holder_id": holders_col,
         "account": accounts,
         # kept shares are finite (checked above): only the residual rows' NaN become nulls
-        "share": pa.array(np.concatenate([share[kw], res_share_arr]), pa.float64(), from_pandas=True),
-        "weight": pa.array(np.concatenate([wts[:n_keep], res_w[rk]]), pa.int64()),
-        "amount": pa.array(np.concatenate([amounts[:n_keep], res_amt[rk]]), pa.int64()),
+        "share": pa.array(_kept(share, kw, n_keep, res_share_arr), pa.float64(), mask=_tail_mask(n_keep, res_share_arr)),
+        "weight": pa.array(_kept(wts[:n_keep], None, n_keep, res_w[rk]), pa.int64()),
+        "amount": pa.array(_kept(amounts[:n_keep], None, n_keep, res_amt[rk]), pa.int64()),
     })
     res_total = int(res_amt.sum())
     if res_total:

@@ -221,8 +221,12 @@ def test_verify_catches_an_altered_allocation_input(booked):
     import duckdb
 
     con = duckdb.connect(str(booked.ws.db_path))
-    con.execute("UPDATE ledger_shares SET share = 0.45 WHERE output_id = 'out-1' AND work_id = 'ruth'")
-    con.execute("UPDATE ledger_shares SET share = 0.30 WHERE output_id = 'out-1' AND work_id IS NULL")
+    # ledger_shares is a view over integer-coded rows (migration 0007): alter the stored rows
+    row = ("UPDATE ledger_share_rows SET share = {} WHERE output_code = (SELECT output_code FROM ledger_output_ids "
+           "WHERE output_id = 'out-1') AND pair_code IN (SELECT pair_code FROM ledger_pair_ids WHERE {})")
+    con.execute(row.format(0.45, "work_id = 'ruth'"))
+    con.execute(row.format(0.30, "work_id IS NULL"))
+    assert con.execute("SELECT share FROM ledger_shares WHERE output_id = 'out-1' AND work_id = 'ruth'").fetchall() == [(0.45,)]
     con.close()
     rep = booked.verify()
     assert [c["check"] for c in rep["checks"] if not c["ok"]] == ["recompute"]
@@ -354,3 +358,37 @@ def test_workspace_attribution_shares_are_picked_up(setup, policy):
     assert dry["run_id"] == real["run_id"] == "ws-run" and dry["distribute"] == real["distribute"]
     assert real["outputs_without_shares"] == 1  # out-3 has no shares in the run
     assert led.verify()["ok"]
+
+
+def test_migration_0007_codes_existing_shares(_isolated_home, monkeypatch):
+    """A workspace from before migration 0007 (shares stored as strings) upgrades: the rows move
+    to integer-coded storage, `ledger_shares` reads back the same rows, and allocation finds them."""
+    import tribute.market.workspace as wsmod
+    from tribute.market.ledger import batch_shares, ingest_shares
+    from tribute.market.workspace import Workspace
+
+    every = wsmod.migrations()
+    monkeypatch.setattr(wsmod, "migrations", lambda: [m for m in every if m.version < 7])
+    w = Workspace(_isolated_home)
+    w.init()
+    rows = [("run-0", *r) for r in SHARES] + [("run-1", "out-1", "ruth", "northwind-press", 1.0, None)]
+    with w.connect() as con:
+        assert con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'ledger_shares'"
+                           ).fetchall() == [("BASE TABLE",)]
+        con.executemany("INSERT INTO ledger_shares VALUES (?, ?, ?, ?, ?, ?)", rows)
+        con.execute("INSERT INTO ledger_share_runs (run_id, content_hash, n_rows, seq) VALUES "
+                    "('run-0', 'x', 8, 1), ('run-1', 'y', 1, 2)")
+    monkeypatch.setattr(wsmod, "migrations", lambda: every)
+    with w.connect() as con:
+        assert con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'ledger_shares'"
+                           ).fetchall() == [("VIEW",)]
+        back = con.execute("SELECT * FROM ledger_shares").fetchall()
+        assert sorted(back, key=str) == sorted(rows, key=str)
+        assert con.execute("SELECT count(*) FROM ledger_pair_ids").fetchall() == [(5,)]
+        # an upgraded workspace keeps ingesting: an unchanged run is recognised, a new one coded on
+        assert ingest_shares(con, shares_table(run_id="run-0"))["unchanged"] == ["run-0"]
+        assert ingest_shares(con, shares_table(SHARES[:3], run_id="run-2"))["added"] == ["run-2"]
+        ev = pa.table({"event_key": ["e1"], "output_id": ["out-1"], "amount": pa.array([100], pa.int64())})
+        got = batch_shares(con, ev, "run-0")
+        assert sorted(zip(got.column("work_id").to_pylist(), got.column("share").to_pylist()), key=str) == \
+            sorted([(r[1], r[3]) for r in SHARES if r[0] == "out-1"], key=str)

@@ -249,7 +249,7 @@ def test_dictionary_encoded_shares_give_the_same_allocation():
 
 
 def test_batch_shares_hash_join_equals_string_join_and_plain_path(ws, monkeypatch):
-    """batch_shares codes rows by a hash of their (work, holder) pair; the string join it falls
+    """ingest_shares codes rows by a hash of their (work, holder) pair; the string join it falls
     back to on a hash collision, and the plain-string path of compute_allocation, agree with it."""
     from tribute.market import ledger as ledger_mod
     from tribute.market.ledger import batch_shares, ingest_shares
@@ -264,11 +264,17 @@ def test_batch_shares_hash_join_equals_string_join_and_plain_path(ws, monkeypatc
         ingest_shares(con, shares, "r")
         by_hash = batch_shares(con, ev, "r")
         monkeypatch.setattr(ledger_mod, "_PAIR_HASH_JOIN", False)
-        by_str = batch_shares(con, ev, "r")
+        # the same rows as another run, plus a pair the ledger has not seen (coded after the others)
+        more = pa.concat_tables([shares, _shares([("o5", "w9", "h9", 1.0)])])
+        ingest_shares(con, more, "r-str")
+        by_str = batch_shares(con, ev, "r-str")
+        assert con.execute("SELECT count(*), count(DISTINCT (work_id, holder_id)), max(pair_code) FROM ledger_pair_ids"
+                           ).fetchall() == [(6, 6, 5)]
+        assert con.execute("SELECT count(*) FROM ledger_shares WHERE run_id = 'r-str'").fetchall() == [(10,)]
     key = lambda t: sorted(map(str, zip(*(t.column(c).to_pylist() for c in t.column_names))))
     assert key(by_hash) == key(by_str)
     assert by_hash.num_rows == 11         # o1's 4 rows for two events, o2's 2, o3's 1; o9 has no event
-    # the same rows, work ranks and holder grouping as the earlier all-SQL version
+    # the same rows, work ranks (-1: unattributed) and holder grouping as the earlier all-SQL version
     with ws.connect() as con:
         con.register("_evs", pa.table({"output_id": ev.column("output_id"), "_ev": pa.array(range(4), pa.int64())}))
         old = con.sql(
@@ -276,7 +282,7 @@ def test_batch_shares_hash_join_equals_string_join_and_plain_path(ws, monkeypatc
             "  JOIN _evs e USING (output_id) WHERE s.run_id = 'r'), "
             "w AS (SELECT work_id, (row_number() OVER (ORDER BY work_id) - 1)::BIGINT AS _wrank "
             "  FROM (SELECT DISTINCT work_id FROM s WHERE work_id IS NOT NULL)) "
-            "SELECT s.*, w._wrank FROM s LEFT JOIN w USING (work_id)").to_arrow_table()
+            "SELECT s.*, coalesce(w._wrank, -1) AS _wrank FROM s LEFT JOIN w USING (work_id)").to_arrow_table()
     cols = ["output_id", "work_id", "holder_id", "share", "_ev", "_wrank"]
     sub = lambda t: sorted(map(str, zip(*(t.column(c).to_pylist() for c in cols))))
     assert sub(by_hash) == sub(old)
@@ -287,3 +293,52 @@ def test_batch_shares_hash_join_equals_string_join_and_plain_path(ws, monkeypatc
     assert a.split == b.split and a.distribute == b.distribute
     dkey = lambda t: sorted(map(str, zip(*(t.column(c).to_pylist() for c in t.column_names))))
     assert dkey(a.detail) == dkey(b.detail)
+
+
+def test_in_place_residual_path_equals_general_path(ws):
+    """Outputs with exactly one unattributed row each and nothing dropped take the in-place path
+    (that row is the pool's residual row); it pays the same amounts, detail rows and postings as
+    the general path (plain strings, residual rows appended), including idle residual rows
+    (share 0: no detail row) and pools whose attributed shares are all clipped to 0."""
+    from tribute.market import ledger_alloc
+    from tribute.market.ledger import batch_shares, ingest_shares
+
+    rows = [("o1", "w2", "h1", 0.4), ("o1", "w1", "h2", 0.3), ("o1", "w1", "h2", 0.1), ("o1", None, None, 0.2),
+            ("o2", "w3", "h1", 0.5), ("o2", "w2", "h1", 0.5), ("o2", None, None, 0.0),
+            ("o3", "w1", "h2", 1.0), ("o3", None, None, 0.0),
+            ("o4", "w3", "h1", -0.5), ("o4", None, None, 0.0)]
+    ev = pa.table({"event_key": ["e1", "e2", "e3", "e4"], "output_id": ["o1", "o2", "o3", "o4"],
+                   "amount": pa.array([1001, 999, 7, 50], pa.int64())})
+    with ws.connect() as con:
+        ingest_shares(con, _shares(rows[:9]), "r")          # o4's negative share only enters below
+        fetched = batch_shares(con, ev.slice(0, 3), "r")
+    calls = []
+    real = ledger_alloc._output_pool_in_place
+    ledger_alloc._output_pool_in_place = lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    try:
+        a = compute_allocation(POLICY, ev.slice(0, 3), fetched)
+        compute_allocation(POLICY, ev, fetched)               # e4 has no rows: the general path
+    finally:
+        ledger_alloc._output_pool_in_place = real
+    assert calls == [1]
+    b = compute_allocation(POLICY, ev.slice(0, 3), _shares(rows[:9]))
+    assert a.split == b.split and a.distribute == b.distribute
+    dkey = lambda t: sorted(map(str, zip(*(t.column(c).to_pylist() for c in t.column_names))))
+    assert dkey(a.detail) == dkey(b.detail)
+    assert not any(r["pool"] == "output" and r["account"] == "unattributed" and r["event_key"] in ("e2", "e3")
+                   for r in a.detail.to_pylist())     # idle residual rows are left out, as before
+    # all attributed shares clipped to 0 (no valid run can say so: the columns batch_shares
+    # would give, by hand): the residual row takes the pool, in both paths
+    pol = parse_policy('[policy]\nname = "t"\ncurrency = "EUR"\n[output_pool]\nnegative = "clip"\n')
+    works = sorted({r[1] for r in rows if r[1]})
+    holders = sorted({r[2] for r in rows if r[2]})
+    ev_of = {o: i for i, o in enumerate(ev.column("output_id").to_pylist())}
+    pre = _shares(rows).append_column("_ev", pa.array([ev_of[r[0]] for r in rows], pa.int64())) \
+        .append_column("_wrank", pa.array([works.index(r[1]) if r[1] else -1 for r in rows], pa.int64())) \
+        .append_column("_hcode", pa.array([holders.index(r[2]) if r[2] else -1 for r in rows], pa.int64()))
+    a = compute_allocation(pol, ev, pre)
+    b = compute_allocation(pol, ev, _shares(rows))
+    assert a.distribute == b.distribute and dkey(a.detail) == dkey(b.detail)
+    pool4 = [r["amount"] for r in a.detail.to_pylist() if r["event_key"] == "e4" and r["account"] == "pool:output"]
+    paid4 = {(r["account"], r["amount"]) for r in a.detail.to_pylist() if r["event_key"] == "e4" and r["pool"] == "output"}
+    assert paid4 == {("holder:h1", 0), (pol.output_residual_account, pool4[0])} and pool4[0] > 0

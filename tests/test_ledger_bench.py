@@ -46,3 +46,14 @@ def test_precomputed_codes_give_the_same_allocation(ws):
     key = lambda t: sorted(zip(*(t.column(c).to_pylist() for c in ("pool", "event_key", "work_id", "account", "amount"))),
                            key=str)
     assert key(a.detail) == key(b.detail)
+
+
+def test_bench_quick_mode_runs_and_reports(capsys):
+    """`bench_ledger.py --quick --json` (10^5 rows over 10^3 holders): the script's own mode."""
+    import json
+
+    assert _bench().main(["--quick", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["rows"] == 100_000 and res["holders"] == 1_000 and res["runs"] == 1
+    assert res["abs_diff_vs_sql_exact_units"] <= 2 * res["outputs"]
+    assert res["ingest_rows_per_s"] > 0 and res["allocation_total_s"] > 0 and res["peak_rss_mib"] > 0
