@@ -12,14 +12,24 @@ pytest.importorskip("torch")
 
 @pytest.mark.slow
 def test_demo_train_and_attribute_steps(tmp_path):
+    from importlib import resources
+
     from tribute.cli.attribute_cmds import demo_attribute_step, demo_train_step
-    from tribute.cli.demo import run_demo
+    from tribute.cli.demo import build_training_corpus, corpus_root
     from tribute.cli.index_cmds import demo_step as index_demo_step
+    from tribute.core.readers import read_records
+    from tribute.market.catalog import import_works, works_from_records
     from tribute.market.workspace import Workspace
 
+    # the demo's stages 1-4 (workspace, works, corpus, scan); test_demo.py runs the whole demo
     lines: list[str] = []
-    run_demo(tmp_path / "demo", echo=lines.append)
     ws = Workspace(tmp_path / "demo")
+    ws.init()
+    with resources.as_file(corpus_root() / "works.jsonl") as works_file:
+        items = works_from_records(read_records(works_file))
+    with ws.connect() as con:
+        import_works(con, items)
+    build_training_corpus(ws.subdir("data"))
     index_demo_step(ws, echo=lines.append)
     t = demo_train_step(ws, echo=lines.append, steps=40)
     rows = [json.loads(x) for x in (ws.path / "data" / "outputs.jsonl").read_text(encoding="utf-8").splitlines()]
