@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -79,6 +80,19 @@ def _apply(model, sd: dict, label: str) -> None:
                           "saved from this model architecture") from e
 
 
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> tuple:
+    """The versions of ``PACKAGES``, read once per process (importlib.metadata costs ~5 ms a call)."""
+    from ..core.manifest import package_versions
+
+    return tuple(package_versions(PACKAGES).items())
+
+
+def _manifest(kind: str, config: dict, extra: dict | None = None) -> dict:
+    """:func:`build_manifest` with this package set's versions (cached)."""
+    return {**build_manifest(kind, config, packages=(), extra=extra), "packages": dict(_package_versions())}
+
+
 def _tensor_fingerprint(sd: dict) -> str:
     import torch
 
@@ -93,26 +107,76 @@ def _tensor_fingerprint(sd: dict) -> str:
     return "sha256:" + h.hexdigest()
 
 
+_DTYPE_TAGS: dict = {}
+
+
+def _array_tag(x: np.ndarray) -> bytes:
+    key = (x.dtype, x.shape)
+    tag = _DTYPE_TAGS.get(key)
+    if tag is None:
+        tag = _DTYPE_TAGS[key] = str(x.dtype).encode() + str(x.shape).encode()
+    return tag
+
+
+def _labelled_tensor_parts(examples: Sequence[Any]) -> list | None:
+    """:func:`fingerprint_examples`'s byte parts for the common case, every example a
+    ``(tensor, int)`` pair with one shape and dtype, from one stacked copy (a per-tensor
+    ``.numpy()`` costs microseconds each); ``None`` for anything else."""
+    import torch
+
+    if len(examples) == 0 or type(examples[0]) is not tuple or len(examples[0]) != 2:
+        return None
+    x0 = examples[0][0]
+    if type(x0) is not torch.Tensor or x0.dtype == torch.bfloat16:
+        return None
+    shape, dtype = x0.shape, x0.dtype
+    for ex in examples:
+        if (type(ex) is not tuple or len(ex) != 2 or type(ex[0]) is not torch.Tensor or type(ex[1]) is not int
+                or ex[0].shape != shape or ex[0].dtype != dtype):
+            return None
+    try:
+        with torch.no_grad():
+            big = torch.stack([ex[0] for ex in examples]).cpu().numpy()
+    except RuntimeError:     # e.g. tensors on several devices: the general path
+        return None
+    tag, raw, size = _array_tag(big[0]), big.tobytes(), big[0].nbytes
+    parts: list = []
+    for i, ex in enumerate(examples):
+        parts += (b"[", tag, raw[i * size:(i + 1) * size], str(ex[1]).encode(), b"]")
+    return parts
+
+
 def fingerprint_examples(examples: Sequence[Any]) -> str:
-    """A content hash of a list of examples (tensors / arrays / numbers / lists)."""
-    h = hashlib.sha256()
+    """A content hash of a list of examples (tensors / arrays / numbers / lists).
+
+    Feeds sha256 with each array's dtype, shape and bytes, ``[`` ... ``]`` around sequences and the
+    JSON text of anything else (plain ints take a shortcut with the same bytes)."""
+    parts: list = []                 # hashed in one call: the same digest as one update per part
+    add = parts.append
 
     def feed(x):
         if hasattr(x, "detach"):
             x = x.detach().cpu().numpy()
         if isinstance(x, np.ndarray):
-            h.update(str(x.dtype).encode() + str(x.shape).encode())
-            h.update(np.ascontiguousarray(x).tobytes())
+            add(_array_tag(x))
+            add(x.tobytes())                 # C order, as np.ascontiguousarray(x).tobytes()
         elif isinstance(x, (list, tuple)):
-            h.update(b"[")
+            add(b"[")
             for y in x:
                 feed(y)
-            h.update(b"]")
+            add(b"]")
+        elif type(x) is int:
+            add(str(x).encode())             # == json.dumps(x) for a plain int
         else:
-            h.update(json.dumps(x, default=str).encode())
+            add(json.dumps(x, default=str).encode())
 
-    for ex in examples:
-        feed(ex)
+    fast = _labelled_tensor_parts(examples)
+    if fast is not None:
+        parts = fast
+    else:
+        for ex in examples:
+            feed(ex)
+    h = hashlib.sha256(b"".join(parts))
     return "sha256:" + h.hexdigest()
 
 
@@ -173,6 +237,7 @@ def attribute(model, checkpoints: Sequence[Any] | None, task, train: Sequence[An
     ckpts = list(checkpoints or [original])
     labels = [str(c) if not isinstance(c, dict) else f"#{i}" for i, c in enumerate(ckpts)]
     sds: dict[int, dict] = {}
+    applied: list[int] = []    # the checkpoint the model holds now (skips reloading the same weights)
 
     def load_sd(k: int) -> dict:
         if k not in sds:
@@ -181,7 +246,10 @@ def attribute(model, checkpoints: Sequence[Any] | None, task, train: Sequence[An
         return sds[k]
 
     def load(k: int) -> None:
-        _apply(model, load_sd(k), labels[k])
+        if applied != [k]:
+            applied.clear()
+            _apply(model, load_sd(k), labels[k])
+            applied.append(k)
 
     fps = []
     for k in range(len(ckpts)):
@@ -191,14 +259,19 @@ def attribute(model, checkpoints: Sequence[Any] | None, task, train: Sequence[An
     run_cfg = {**cfg.as_dict(), **task.config(), "n_train": len(train), "checkpoints": fps,
                "train": fingerprint_examples(train)}
     tmp = None
-    if features_dir is None:
+    # with no features folder, TRAK (native) and influence keep everything in memory; the others
+    # need a folder for their stage (or traker's store): a temp folder removed after the run
+    in_memory = features_dir is None and (cfg.method == "influence"
+                                           or (cfg.method == "trak" and cfg.trak_impl == "native"))
+    if features_dir is None and not in_memory:
         tmp = tempfile.mkdtemp(prefix="tribute-features-")
         features_dir = tmp
-    features_dir = Path(features_dir)
+    features_dir = Path(features_dir) if features_dir is not None else None
     try:
-        check_manifest(features_dir, "attribution-features", run_cfg)
-        features_dir.mkdir(parents=True, exist_ok=True)
-        write_manifest(features_dir, build_manifest("attribution-features", run_cfg, packages=PACKAGES))
+        if features_dir is not None:
+            check_manifest(features_dir, "attribution-features", run_cfg)
+            features_dir.mkdir(parents=True, exist_ok=True)
+            write_manifest(features_dir, _manifest("attribution-features", run_cfg))
         scores = None
         if cfg.method in FEATURISED:
             from .grads import grad_dim
@@ -209,11 +282,12 @@ def attribute(model, checkpoints: Sequence[Any] | None, task, train: Sequence[An
                               grad_dim=grad_dim(model, names), cfg=cfg, run_config=run_cfg,
                               features_dir=features_dir, engine=engine, shard=sh, device=device,
                               model_builder=model_builder, progress=progress)
+            applied.clear()     # featurising applied checkpoints to the model itself
             if store is not None:
                 scores = M.score_from_features(load, len(ckpts), model, task, queries, names, cfg, store)
         elif cfg.method == "trak":
             scores = M.trak_scores(load_sd, len(ckpts), model, task, train, queries, names, cfg,
-                                   features_dir / "trak")
+                                   None if features_dir is None else features_dir / "trak", load)
         else:
             total = None
             for k in range(len(ckpts)):
@@ -232,10 +306,10 @@ def attribute(model, checkpoints: Sequence[Any] | None, task, train: Sequence[An
             shutil.rmtree(tmp, ignore_errors=True)
     if scores is not None and not np.isfinite(scores).all():
         raise InputError("attribution produced NaN or infinite scores; check the checkpoints and raise damping")
-    manifest = build_manifest("attribution", run_cfg, packages=PACKAGES,
-                              extra={"n_queries": len(queries), "queries": fingerprint_examples(queries),
-                                     "sign": SIGN, "shard": None if sh is None else f"{sh[0]}/{sh[1]}",
-                                     "device": str(device),
-                                     "checkpoint_labels": labels})
+    manifest = _manifest("attribution", run_cfg,
+                         extra={"n_queries": len(queries), "queries": fingerprint_examples(queries),
+                                "sign": SIGN, "shard": None if sh is None else f"{sh[0]}/{sh[1]}",
+                                "device": str(device),
+                                "checkpoint_labels": labels})
     return AttributionResult(np.asarray(scores, dtype=np.float64) if scores is not None else None,
                              manifest, scores is not None)

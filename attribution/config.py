@@ -29,8 +29,8 @@ class AttributionConfig:
         lr: tracin step size per checkpoint (default 1 for each).
         params: parameter-name prefixes to differentiate (default all; kfac: module prefixes).
         lambda_reg: trak's ridge term (needed when proj_dim exceeds the train-set size).
-        trak_impl: trak: native (tribute's own featurisation into the on-disk feature store,
-            traker's formula; resumable) | traker (traker's ``TRAKer``). Default: traker with
+        trak_impl: trak: native (tribute's own featurisation with traker's formula; in memory, or
+            into ``features_dir`` when one is given, then resumable) | traker (traker's ``TRAKer``). Default: traker with
             projector traker, native otherwise.
         batch_size: examples per gradient batch.
         chunk: rows per on-disk feature chunk (the unit of resuming and sharding).

@@ -70,10 +70,10 @@ def per_example_grads(
     if len(examples) == 0:
         raise InputError("no examples to take gradients of; pass a non-empty set")
     names = list(names) if names is not None else param_names(model)
-    owners = _linear_owners(model, names) if dtype is None else None
-    if owners is not None:
+    plan = _hook_plan(model, names) if dtype is None else None
+    if plan is not None:
         return _each_batch(model, task, examples, batch_size,
-                           lambda b, s: _hooked_batch(model, task, b, quantity, names, owners, s))
+                           lambda b, s: _hooked_batch(model, task, b, quantity, plan, s))
     cast = (lambda t: t.to(dtype)) if dtype is not None else (lambda t: t)
     params, buffers = _split_params(model, names, cast)
     return _each_batch(model, task, examples, batch_size,
@@ -115,9 +115,19 @@ def _each_batch(model, task, examples, batch_size, fn, cast=None):
     return torch.cat(out, dim=0)
 
 
+def check_finite(rows, start: int, what: str):
+    """``rows`` (``[B, ...]``) unchanged, or an :class:`InputError` naming the first example
+    (numbered from ``start``) whose row holds a NaN or an infinity."""
+    return _finite(rows, start, what)
+
+
 def _finite(flat, start: int, what: str):
+    import math
+
     import torch
 
+    if math.isfinite(float(flat.sum())):   # NaN / inf anywhere make the sum NaN / inf (one pass)
+        return flat.detach()
     bad = ~torch.isfinite(flat.reshape(flat.shape[0], -1)).all(dim=1)
     if bad.any():
         raise InputError(f"example {start + int(bad.nonzero()[0, 0])}: its {what} is NaN or infinite; "
@@ -132,46 +142,123 @@ def _split_params(model, names, cast=lambda t: t):
     return params, {**dict(model.named_buffers()), **frozen}
 
 
-def _hooked_batch(model, task, batch, quantity, names, owners, start=0):
+def _hook_plan(model, names):
+    """What :func:`_hooked_batch` needs, worked out once: ``(modules, rows)`` with ``modules`` the
+    scored ``nn.Linear`` layers by name and ``rows[m] = (weight columns, bias columns)`` (slices
+    of the ``[B, d]`` output, ``None`` when not scored); ``None`` when the hook path does not
+    apply (see :func:`_linear_owners`)."""
+    owners = _linear_owners(model, names)
+    if owners is None:
+        return None
+    mods = {m: model.get_submodule(m) for m in sorted({owners[n][0] for n in names})}
+    rows: dict[str, list] = {m: [None, None] for m in mods}
+    at = 0
+    for n in names:
+        m, kind = owners[n]
+        size = mods[m].weight.numel() if kind == "weight" else mods[m].out_features
+        rows[m][kind == "bias"] = slice(at, at + size)
+        at += size
+    return mods, rows, at
+
+
+def _hooked_batch(model, task, batch, quantity, plan, start=0, check=True, out=None):
     """Per-example gradients of ``nn.Linear`` parameters from one batched backward pass.
 
     With the quantity summed over the batch, the gradient at example ``b``'s layer outputs depends
     on example ``b`` only (eval mode), so ``dW_b = sum_t g_bt a_bt^T`` exactly (as in K-FAC); the
     same rows as the ``vmap`` path, in ``names`` order, at a fraction of its cost on small models.
+    Forward hooks record each scored layer's inputs and outputs (every call of a layer used more
+    than once); one ``autograd.grad`` to those outputs (not to the parameters) gives the ``g``s,
+    and the rows are written straight into one ``[B, d]`` tensor (``plan``: :func:`_hook_plan`).
+    ``check=False`` skips the NaN / inf check (the caller checks, e.g. on projected rows);
+    ``out``: a ``[B, d]`` tensor of the batch's dtype to overwrite (saves allocating and
+    page-faulting a large block per batch), else a new one.
     """
     import torch
 
-    from .kfac import layer_grads
+    mods, rows, width = plan
+    calls: list = []
 
-    grads, _ = layer_grads(model, task, batch, sorted({owners[n][0] for n in names}), quantity)
-    cols = []
-    for n in names:
-        mname, kind = owners[n]
-        g = grads[mname]
-        cols.append(g[:, :, :model.get_submodule(mname).in_features].reshape(g.shape[0], -1) if kind == "weight"
-                    else g[:, :, -1])
-    return _finite(torch.cat(cols, dim=1), start, f"{quantity} gradient")
+    def make(m):
+        def hook(mod, inp, out):
+            if out.requires_grad:
+                calls.append((m, inp[0].detach(), out))
+        return hook
+
+    handles = [mod.register_forward_hook(make(m)) for m, mod in mods.items()]
+    try:
+        val = getattr(task, quantity)(model, batch)
+    finally:
+        for h in handles:
+            h.remove()
+    outs = torch.autograd.grad(val.sum(), [o for _, _, o in calls], allow_unused=True) if calls else []
+    B = val.shape[0]
+    reuse = out is not None and tuple(out.shape) == (B, width) and out.dtype == val.dtype and out.is_contiguous()
+    flat = out if reuse else torch.empty(B, width, dtype=val.dtype)    # every column is written below
+    written: set = set()
+    for (m, a, _), g in zip(calls, outs):
+        if g is None:        # this call does not reach the quantity: its gradient is zero
+            continue
+        g3, a3 = g.detach().reshape(B, -1, g.shape[-1]), a.reshape(B, -1, a.shape[-1]).to(g.dtype)
+        w, bias = rows[m]
+        if w is not None:
+            view = flat[:, w].view(B, g3.shape[2], a3.shape[2])
+            if g3.shape[1] == 1 and (m, 0) not in written:   # an outer product, straight into place
+                torch.mul(g3.transpose(1, 2), a3, out=view)
+                written.add((m, 0))
+            else:
+                dw = g3.transpose(1, 2) * a3 if g3.shape[1] == 1 else torch.bmm(g3.transpose(1, 2), a3)
+                _write(view, dw, (m, 0), written)
+        if bias is not None:
+            _write(flat[:, bias], g3.sum(1), (m, 1), written)
+    for m, (w, bias) in rows.items():      # layers that do not reach the quantity: zeros
+        for kind, cols in ((0, w), (1, bias)):
+            if cols is not None and (m, kind) not in written:
+                flat[:, cols] = 0
+    return _finite(flat, start, f"{quantity} gradient") if check else flat
 
 
-def _vmap_batch(model, task, params, buffers, batch, quantity, start=0):
+def _write(view, value, key, written: set) -> None:
+    """Copy ``value`` into ``view`` the first time ``key`` is written, add it after (a layer
+    called more than once)."""
+    if key in written:
+        view.add_(value)
+    else:
+        view.copy_(value)
+        written.add(key)
+
+
+def _vmap_batch(model, task, params, buffers, batch, quantity, start=0, check=True):
     import torch
 
     g = torch.func.grad(_single(task, quantity), argnums=0)
     grads = torch.func.vmap(g, in_dims=(None, None, None, *([0] * len(batch))))(params, buffers, model, *batch)
     flat = torch.cat([grads[n].reshape(grads[n].shape[0], -1) for n in params], dim=1)
-    return _finite(flat, start, f"{quantity} gradient")
+    return _finite(flat, start, f"{quantity} gradient") if check else flat.detach()
+
+
+def batch_grad_fn(model, task, names: Sequence[str]):
+    """``fn(batch, quantity, start=0, check=True)`` -> ``[B, d]`` per-example gradients of one
+    collated batch (the model is put in eval mode; ``start`` numbers the examples in error
+    messages; ``check=False`` leaves the NaN / inf check to the caller, see :func:`check_finite`;
+    ``out``: a buffer the hook path may overwrite and return, e.g. the previous batch's rows).
+    The path is chosen once: hooks for ``nn.Linear``-only parameters, ``vmap`` otherwise."""
+    names = list(names)
+    plan = _hook_plan(model, names)
+
+    def fn(batch, quantity: str, start: int = 0, check: bool = True, out=None):
+        model.eval()
+        if plan is not None:
+            return _hooked_batch(model, task, batch, quantity, plan, start, check, out)
+        params, buffers = _split_params(model, names)    # the weights the model holds now
+        return _vmap_batch(model, task, params, buffers, batch, quantity, start, check)
+
+    return fn
 
 
 def batch_grads(model, task, batch, quantity: str, names: Sequence[str], start: int = 0):
-    """``[B, d]`` per-example gradients of one collated ``batch`` (the model is put in eval mode;
-    ``start`` numbers the examples in error messages). Hook fast path for ``nn.Linear``-only
-    parameters, ``vmap`` otherwise."""
-    model.eval()
-    owners = _linear_owners(model, names)
-    if owners is not None:
-        return _hooked_batch(model, task, batch, quantity, names, owners, start)
-    params, buffers = _split_params(model, names)
-    return _vmap_batch(model, task, params, buffers, batch, quantity, start)
+    """``[B, d]`` per-example gradients of one collated ``batch`` (see :func:`batch_grad_fn`)."""
+    return batch_grad_fn(model, task, names)(batch, quantity, start)
 
 
 MAX_GN_OUTPUTS = 256

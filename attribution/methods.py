@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.errors import ConfigError, InputError
 from .features import FeatureStore
-from .grads import batch_grads, gauss_newton_rows, grad_dim, per_example_grads, sampled_loss_grads
+from .grads import batch_grad_fn, check_finite, gauss_newton_rows, grad_dim, per_example_grads, sampled_loss_grads
 from .projection import make_projector
 
 
@@ -154,80 +154,111 @@ def influence_kfac(model, task, train, queries, cfg, modules):
 
 
 # ------------------------------------------------------------------ TRAK
-def trak_scores(load_sd, n_ckpts, model, task, train, queries, names, cfg, save_dir: Path):
-    """TRAK scores ``[n_queries, n_train]``, ensembled over checkpoints (``cfg.trak_impl``)."""
+def trak_scores(load_sd, n_ckpts, model, task, train, queries, names, cfg, save_dir: Path | None, load=None):
+    """TRAK scores ``[n_queries, n_train]``, ensembled over checkpoints (``cfg.trak_impl``);
+    ``save_dir`` ``None``: native features stay in memory (traker always needs a folder);
+    ``load(k)`` applies checkpoint ``k`` to the model (default ``load_state_dict(load_sd(k))``)."""
     if cfg.trak_impl == "traker":
         return _trak_traker(load_sd, n_ckpts, model, task, train, queries, names, cfg, save_dir)
-    return _trak_native(load_sd, n_ckpts, model, task, train, queries, names, cfg, save_dir)
+    return _trak_native(load_sd, n_ckpts, model, task, train, queries, names, cfg, save_dir, load)
 
 
-def _trak_native(load_sd, n_ckpts, model, task, train, queries, names, cfg, save_dir: Path):
+def _trak_native(load_sd, n_ckpts, model, task, train, queries, names, cfg, save_dir: Path | None, load=None):
     """traker's TRAK formula on tribute's own features (no ``TRAKer`` bookkeeping).
 
     Per checkpoint ``m``: ``X_m`` = projected gradients of ``task.train_output`` over
-    ``sqrt(n_params)`` (traker's normalisation; it sets the scale of ``lambda_reg``), saved with
-    the out-to-loss weights ``w_m`` as a last column in ``save_dir/features.npy`` (written once,
-    atomically; a rerun with the same settings reuses it), ``A_m = (X_m^T X_m + lambda_reg I)^-1``
-    scaled to mean ``|A_m|`` = 1 (as traker does), and ``S = mean_m(Q_m A_m X_m^T) * mean_m(w_m)``
-    with ``Q_m`` the projected query gradients of ``task.measurement``: the scores traker's
+    ``sqrt(n_params)`` (traker's normalisation; it sets the scale of ``lambda_reg``), with the
+    out-to-loss weights ``w_m`` as a last column, ``A_m = (X_m^T X_m + lambda_reg I)^-1`` scaled
+    to mean ``|A_m|`` = 1 (as traker does), and ``S = mean_m(Q_m A_m X_m^T) * mean_m(w_m)`` with
+    ``Q_m`` the projected query gradients of ``task.measurement``: the scores traker's
     ``finalize_scores`` returns, in float64.
+
+    With ``save_dir`` the features go to ``save_dir/features.npy`` (``[n_ckpts, n_train, k + 1]``
+    float32, written once, atomically; ``save_dir`` lies in the features folder whose manifest
+    :func:`~tribute.attribution.api.attribute` checks and writes first; a rerun with the same
+    settings reuses the file and only takes the query gradients). Without it (a run with no features folder) they stay
+    in memory: nothing is written. One pass over the checkpoints computes training and query
+    features together, so each checkpoint's weights are loaded once.
     """
     import torch
-
-    from ..core.manifest import atomic_write, build_manifest, check_manifest, write_manifest
 
     if cfg.lambda_reg == 0 and cfg.proj_dim > len(train):
         raise ConfigError(f"trak: proj_dim={cfg.proj_dim} exceeds the {len(train)} training examples, so "
                           "X^T X is singular; set lambda_reg > 0 (e.g. 1e-3) or lower proj_dim")
+    if load is None:
+        def load(k):
+            model.load_state_dict(load_sd(k))
     d = grad_dim(model, names)
     proj = make_projector(cfg.projector, d, cfg.proj_dim, cfg.seed)
-    run = {**cfg.as_dict(), **task.config(), "n_rows": len(train), "n_ckpts": n_ckpts}
-    check_manifest(save_dir, "trak-features", run)
-    write_manifest(save_dir, build_manifest("trak-features", run, packages=("tribute", "torch")))
+    path = None
+    if save_dir is not None:
+        # the folder above holds the run's manifest (settings, checkpoints' and train set's
+        # fingerprints), checked before this runs: a folder made with other inputs is refused
+        save_dir.mkdir(parents=True, exist_ok=True)
+        path = save_dir / "features.npy"          # [n_ckpts, n_train, proj_dim + 1], written once
+    on_disk = path is not None and path.exists()
+    shape = (n_ckpts, len(train), cfg.proj_dim + 1)
+    stored = None
+    if on_disk:
+        stored = np.load(path, mmap_mode="r", allow_pickle=False)
+        if stored.shape != shape:
+            raise ConfigError(f"{path}: shape {stored.shape} on disk, expected {shape}; delete the folder "
+                              "and run again")
+    batches = [] if on_disk else [task.collate(list(train[s:s + cfg.batch_size]))
+                                  for s in range(0, len(train), cfg.batch_size)]
+    qbatches = [(s, task.collate(list(queries[s:s + cfg.batch_size]))) for s in range(0, len(queries), cfg.batch_size)]
+    grads = batch_grad_fn(model, task, names)     # the model's weights change in place: one plan
+    root = d ** 0.5
+    eye = cfg.lambda_reg * torch.eye(cfg.proj_dim, dtype=torch.float64)
+    acc = {"total": 0.0, "w": 0.0}
 
-    batches = [task.collate(list(train[s:s + cfg.batch_size])) for s in range(0, len(train), cfg.batch_size)]
+    spare = [None]     # the previous batch's gradient block, overwritten by the next (no reallocation)
 
-    def features(k):
-        rows, start = [], 0
+    def features(k: int) -> np.ndarray:
+        F, start = np.empty(shape[1:], dtype="<f4"), 0
         for b in batches:
-            g = proj.project(batch_grads(model, task, b, "train_output", names, start), k) / d ** 0.5
+            stop = start + b[0].shape[0]
+            raw = spare[0] = grads(b, "train_output", start, check=False, out=spare[0])
+            g = proj.project(raw, k, inplace=True)
+            if not torch.isfinite(g).all():      # NaN / inf in a gradient reach its projected row
+                check_finite(raw, start, "train_output gradient")
+            F[start:stop, :-1] = (g / root).numpy()
             with torch.no_grad():
-                w = task.out_to_loss_grad(model, b).reshape(-1, 1).to(g.dtype)
-            rows.append(torch.cat([g, w], dim=1))
-            start += b[0].shape[0]
-        return torch.cat(rows).numpy()
+                F[start:stop, -1] = task.out_to_loss_grad(model, b).reshape(-1).float().numpy()
+            start = stop
+        return F
 
-    path = save_dir / "features.npy"          # [n_ckpts, n_train, proj_dim + 1], written once
-    if not path.exists():
-        def write(fh):   # streamed: one checkpoint's block in memory at a time
-            shape = (n_ckpts, len(train), cfg.proj_dim + 1)
+    def run(fh=None):     # one pass: checkpoint k's weights are loaded once, its block streamed out
+        if fh is not None:
             np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": shape})
-            for k in range(n_ckpts):
-                model.load_state_dict(load_sd(k))
-                fh.write(np.ascontiguousarray(features(k), dtype="<f4").tobytes())
+        for k in range(n_ckpts):
+            load(k)
+            F = np.array(stored[k]) if on_disk else features(k)   # a writable copy of one block
+            if fh is not None:
+                fh.write(F.tobytes())
+            X32 = torch.from_numpy(F[:, :-1])
+            X = X32.double()
+            # X^T X in float32 (as traker does; the features are float32), solved in float64
+            L, info = torch.linalg.cholesky_ex((X32.T @ X32).double() + eye)
+            if int(info) != 0:
+                raise ConfigError("trak: the feature matrix is singular; set lambda_reg > 0 (e.g. 1e-3) or "
+                                  "lower proj_dim")
+            A = torch.cholesky_inverse(L)
+            Q = proj.project(torch.cat([grads(b, "measurement", s) for s, b in qbatches]), k) / root
+            acc["total"] = acc["total"] + (Q.double() @ (A / A.abs().mean())) @ X.T
+            acc["w"] = acc["w"] + torch.from_numpy(F[:, -1]).double()
 
-        was_training = model.training
-        try:
-            atomic_write(path, write)
-        finally:
-            model.train(was_training)
-    feats = np.load(path, mmap_mode="r", allow_pickle=False)
-    total, w_sum = 0.0, 0.0
-    for k in range(n_ckpts):
-        model.load_state_dict(load_sd(k))
-        F = torch.from_numpy(np.asarray(feats[k], dtype=np.float64))
-        X, w = F[:, :-1], F[:, -1]
-        xtx = X.T @ X + cfg.lambda_reg * torch.eye(X.shape[1], dtype=X.dtype)
-        L, info = torch.linalg.cholesky_ex(xtx)
-        if int(info) != 0:
-            raise ConfigError("trak: the feature matrix is singular; set lambda_reg > 0 (e.g. 1e-3) or lower "
-                              "proj_dim")
-        A = torch.cholesky_inverse(L)
-        A = A / A.abs().mean()
-        Q = proj.project(per_example_grads(model, task, queries, "measurement", names, cfg.batch_size), k) / d ** 0.5
-        total = total + (Q.double() @ A @ X.T)
-        w_sum = w_sum + w
-    return ((total / n_ckpts) * (w_sum / n_ckpts)[None, :]).numpy()
+    was_training = model.training
+    try:
+        if path is not None and not on_disk:
+            from ..core.manifest import atomic_write
+
+            atomic_write(path, run)      # streamed: one checkpoint's block in memory at a time
+        else:
+            run()
+    finally:
+        model.train(was_training)
+    return ((acc["total"] / n_ckpts) * (acc["w"] / n_ckpts)[None, :]).numpy()
 
 
 def _trak_traker(load_sd, n_ckpts, model, task, train, queries, names, cfg, save_dir: Path):

@@ -7,7 +7,8 @@
   gradient instead of O(d k) and needs no matrix, which is what makes featurising a language
   model on CPU affordable. Both plug into traker as projectors (:func:`traker_projector`).
 
-``project(grads, model_id)`` returns ``[B, k]``; inner products of projected vectors estimate
+``project(grads, model_id, inplace=False)`` returns ``[B, k]`` (``inplace``: the projector may
+overwrite ``grads``, which saves a copy of large gradient blocks); inner products of projected vectors estimate
 inner products of the originals (both are scaled by ``1/sqrt(k)``).
 """
 
@@ -22,7 +23,7 @@ class GaussianProjector:
     def __init__(self, grad_dim: int, proj_dim: int, seed: int = 0, block: int = 65536):
         self.grad_dim, self.proj_dim, self.seed, self.block = int(grad_dim), int(proj_dim), int(seed), block
 
-    def project(self, grads, model_id: int = 0):
+    def project(self, grads, model_id: int = 0, inplace: bool = False):
         import torch
 
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(model_id))
@@ -49,12 +50,15 @@ class CountSketchProjector:
             self._cache = {model_id: (bucket, sign)}
         return self._cache[model_id]
 
-    def project(self, grads, model_id: int = 0):
+    def project(self, grads, model_id: int = 0, inplace: bool = False):
+        """``[B, k]``; ``inplace=True`` multiplies the signs into ``grads`` itself (no copy of the
+        gradients; the caller no longer needs them)."""
         import torch
 
         bucket, sign = self._hash(int(model_id))
         out = torch.zeros(grads.shape[0], self.proj_dim, dtype=grads.dtype)
-        out.index_add_(1, bucket, grads * sign.to(grads.dtype))
+        signed = grads.mul_(sign.to(grads.dtype)) if inplace else grads * sign.to(grads.dtype)
+        out.index_add_(1, bucket, signed)
         # a count sketch preserves inner products without rescaling; TRAK's features are
         # compared with the dense projector's up to this same 1/sqrt(k) factor.
         return out

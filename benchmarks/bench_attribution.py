@@ -6,8 +6,16 @@ and peak RSS growth. Anchors run directly in the same process: traker's own TRAK
 1 / 10 / 20 checkpoints; quick: 1 / 5) and kronfluence EK-FAC when it is importable (it is not a
 dependency: its metadata pulls torchvision and a new torch; install it with --no-deps to compare).
 
+The TRAK rows (tribute's native TRAK with features in memory and on disk, the same TRAK through
+traker's TRAKer, and the anchor) are timed together: each runs in turn, 7 rounds (quick: 3), and
+the row reports the median (``seconds``) and the minimum (``seconds_min``); every one of them
+featurises the training set at each checkpoint and scores the queries (see ``trak_cases``).
+
 Part 2, projection: traker's BasicProjector (dense Gaussian) vs tribute's count-sketch on the same
 gradients: time per batch and the relative error of inner products; and TRAK's LDS with each.
+
+Part 2b, TRAK on a wider MLP (67,842 parameters; quick: 4,674) where per-example gradients and
+projection dominate: tribute's native TRAK vs traker's TRAKer, LDS and time (3 rounds).
 
 Part 3 (skipped with --quick): a tiny causal LM on text with a planted passage, LDS of each
 gradient method over retrains.
@@ -41,14 +49,14 @@ def moons(n, seed):
     return [(torch.tensor(feats[i]), int(y[i])) for i in range(n)]
 
 
-def make_model(seed=0):
+def make_model(seed=0, width=16):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16),
-                               torch.nn.Tanh(), torch.nn.Linear(16, 2))
+    return torch.nn.Sequential(torch.nn.Linear(5, width), torch.nn.Tanh(), torch.nn.Linear(width, width),
+                               torch.nn.Tanh(), torch.nn.Linear(width, 2))
 
 
-def train(data, seed, epochs=150, save=0, wd=1e-3):
-    model = make_model(seed)
+def train(data, seed, epochs=150, save=0, wd=1e-3, width=16):
+    model = make_model(seed, width)
     X = torch.stack([x for x, _ in data])
     y = torch.tensor([t for _, t in data])
     opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=wd)
@@ -71,6 +79,63 @@ def timed(fn):
     r0, t0 = rss_mb(), time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0, rss_mb() - r0
+
+
+def timed_together(fns: dict, repeat: int) -> dict:
+    """``{name: (result, median seconds, min seconds, peak RSS growth)}``: the functions run in turn,
+    ``repeat`` rounds (so a burst of load on the shared machine hits all of them alike)."""
+    secs = {k: [] for k in fns}
+    out, mem = {}, {}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            r0, t0 = rss_mb(), time.perf_counter()
+            out[k] = fn()
+            secs[k].append(time.perf_counter() - t0)
+            mem[k] = max(mem.get(k, 0.0), rss_mb() - r0)
+    return {k: (out[k], float(np.median(secs[k])), min(secs[k]), mem[k]) for k in fns}
+
+
+def trak_cases(model, ckpts, task, train_set, queries, n_cks, proj_dim=256, lambda_reg=1e-3, traker_impl=True):
+    """The TRAK timings: tribute's native TRAK (features in memory, and on disk in a features
+    folder), optionally the same through traker's TRAKer with tribute's projector, and the anchor
+    (traker's TRAKer, BasicProjector), each at ``n_cks`` checkpoints (the last ones).
+
+    Every case does the same work from the same in-memory model and state dicts: featurise the
+    training set at each checkpoint (per-example gradients of the training output, projection to
+    ``proj_dim``, out-to-loss weights), the ridge inverse per checkpoint, query gradients, and the
+    ensembled scores. tribute's times also include its run bookkeeping (input fingerprints,
+    checkpoint checks, the manifest; on disk: the atomic features file and its manifest)."""
+    n = len(train_set)
+    cases = {}
+    for nk in n_cks:
+        sub = ckpts[-nk:]
+        kw = dict(proj_dim=proj_dim, projector="countsketch", lambda_reg=lambda_reg, batch_size=n)
+        cases[f"tribute trak countsketch ({nk} ckpt)"] = lambda sub=sub, kw=kw: attribute(
+            model, sub, task, train_set, queries, "trak", **kw).scores
+        cases[f"tribute trak countsketch, features on disk ({nk} ckpt)"] = lambda sub=sub, kw=kw: attribute(
+            model, sub, task, train_set, queries, "trak", features_dir=tempfile.mkdtemp(), **kw).scores
+        if traker_impl:
+            cases[f"tribute trak via TRAKer, countsketch ({nk} ckpt)"] = lambda sub=sub, kw=kw: attribute(
+                model, sub, task, train_set, queries, "trak", trak_impl="traker", **{**kw, "batch_size": 32}).scores
+        cases[f"anchor traker TRAKer ({nk} ckpt)"] = lambda sub=sub: traker_anchor(
+            model, sub, train_set, queries, proj_dim, tempfile.mkdtemp(), lambda_reg)
+    return cases
+
+
+def trak_speedups(rows, prefix=""):
+    """Print tribute's native TRAK against the anchor for each checkpoint count in ``rows``."""
+    tk = {r["method"]: r for r in rows if "lds" in r}
+    for name, ours in tk.items():
+        if not name.startswith(f"{prefix}tribute trak countsketch") or "on disk" in name:
+            continue
+        nk = name.rsplit("(", 1)[1]
+        theirs = tk.get(f"{prefix}anchor traker TRAKer ({nk}")
+        disk = tk.get(f"{prefix}tribute trak countsketch, features on disk ({nk}")
+        if theirs:
+            print(f"# {prefix}TRAK {nk.rstrip(')')}: countsketch LDS {ours['lds']} in {ours['seconds']}s (on disk "
+                  f"{disk['seconds'] if disk else '-'}s) vs traker LDS {theirs['lds']} in {theirs['seconds']}s "
+                  f"({theirs['seconds'] / max(ours['seconds'], 1e-9):.1f}x; on disk "
+                  f"{theirs['seconds'] / max(disk['seconds'], 1e-9) if disk else float('nan'):.1f}x)")
 
 
 def traker_anchor(model, ckpts, train_set, queries, proj_dim, tmp, lambda_reg):
@@ -170,17 +235,6 @@ def part_classifier(a, results):
         ("tribute influence explicit MC-Fisher (8 samples)", lambda: attribute(
             model, last, task, train_set, queries, "influence", hessian="explicit", damping=0.1, curvature="fisher", fisher_samples=8).scores),
     ]
-    n = len(train_set)
-    for nk in ((1, 5) if a.quick else (1, 10, 20)):
-        sub = ckpts[-nk:] if nk > 1 else last
-        cases.append((f"tribute trak countsketch ({nk} ckpt)", lambda sub=sub: attribute(
-            model, sub, task, train_set, queries, "trak", proj_dim=256, projector="countsketch", lambda_reg=1e-3,
-            batch_size=n).scores))
-        cases.append((f"tribute trak via TRAKer, countsketch ({nk} ckpt)", lambda sub=sub: attribute(
-            model, sub, task, train_set, queries, "trak", proj_dim=256, projector="countsketch", lambda_reg=1e-3,
-            trak_impl="traker", batch_size=32).scores))
-        cases.append((f"anchor traker TRAKer ({nk} ckpt)", lambda sub=sub: traker_anchor(
-            model, sub, train_set, queries, 256, tempfile.mkdtemp(), 1e-3)))
     try:
         import kronfluence  # noqa: F401
 
@@ -202,6 +256,46 @@ def part_classifier(a, results):
             row = {"part": "classifier", "method": name, "error": f"{type(e).__name__}: {str(e)[:120]}"}
         results.append(row)
         print(json.dumps(row))
+    trak_rows(trak_cases(model, ckpts, task, train_set, queries, (1, 5) if a.quick else (1, 10, 20)),
+              3 if a.quick else 7, masks, outputs, seeds, "classifier", results)
+
+
+def trak_rows(cases, repeat, masks, outputs, seeds, part, results, prefix=""):
+    """Time the TRAK ``cases`` together (median of ``repeat`` rounds) and add their LDS rows."""
+    from tribute.attribution.lds import lds
+
+    for name, (scores, med, best, mem) in timed_together(cases, repeat).items():
+        r = lds(scores, masks, outputs, seeds)
+        row = {"part": part, "method": prefix + name, "lds": round(r.mean, 3), "lds_sd": round(r.sd, 3),
+               "seconds": round(med, 4), "seconds_min": round(best, 4), "repeats": repeat,
+               "peak_rss_growth_mb": round(mem, 1)}
+        results.append(row)
+        print(json.dumps(row))
+
+
+def part_trak_wide(a, results):
+    """TRAK on a wider MLP (5-256-256-2, 67,842 parameters; quick: 5-64-64-2) on the same data,
+    where per-example gradients and their projection, not fixed costs, dominate featurisation:
+    tribute's native TRAK against traker's TRAKer, 1 and 10 checkpoints (quick: 1 and 3)."""
+    from tribute.attribution import subset_masks
+    from tribute.attribution.lds import retrain_outputs
+
+    n_train, n_q = (120, 12) if a.quick else (400, 30)
+    width, n_ck = (64, 3) if a.quick else (256, 10)
+    data = moons(n_train + n_q, seed=1)
+    train_set, queries = data[:n_train], data[n_train:]
+    model, ckpts = train(train_set, 0, save=n_ck, width=width)
+    task = ClassificationTask()
+    subsets, seeds = (20, 1) if a.quick else (100, 2)
+    masks = subset_masks(n_train, subsets, 0.5, seed=0)
+    t0 = time.perf_counter()
+    outputs = retrain_outputs(lambda idx, seed: train([train_set[i] for i in idx], seed, width=width)[0],
+                              measure_queries(task, queries), masks, seeds, 0)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"# wide MLP ({n_params} parameters): retrained {subsets} subsets x {seeds} seeds in "
+          f"{time.perf_counter() - t0:.1f}s")
+    trak_rows(trak_cases(model, ckpts, task, train_set, queries, (1, n_ck), traker_impl=False), 3,
+              masks, outputs, seeds, "trak-wide", results, prefix="wide ")
 
 
 def part_projection(a, results):
@@ -293,6 +387,7 @@ def main():
     results: list[dict] = []
     part_projection(a, results)
     part_classifier(a, results)
+    part_trak_wide(a, results)
     if not a.quick:
         part_lm(a, results)
     rows = [r for r in results if r.get("part") == "classifier" and "lds" in r]
@@ -302,12 +397,8 @@ def main():
         best_a = max(anchors, key=lambda r: r["lds"])
         print(f"# best tribute: {best_t['method']} LDS {best_t['lds']} in {best_t['seconds']}s; best anchor: "
               f"{best_a['method']} LDS {best_a['lds']} in {best_a['seconds']}s; difference {best_t['lds'] - best_a['lds']:+.3f}")
-    tk = {r["method"]: r for r in rows if "trak" in r["method"].lower()}
-    for nk in ((1, 5) if a.quick else (1, 10, 20)):
-        ours, theirs = tk.get(f"tribute trak countsketch ({nk} ckpt)"), tk.get(f"anchor traker TRAKer ({nk} ckpt)")
-        if ours and theirs:
-            print(f"# TRAK {nk} ckpt: countsketch LDS {ours['lds']} in {ours['seconds']}s vs traker LDS {theirs['lds']} "
-                  f"in {theirs['seconds']}s ({theirs['seconds'] / max(ours['seconds'], 1e-9):.1f}x)")
+    trak_speedups(rows)
+    trak_speedups([r for r in results if r.get("part") == "trak-wide"], prefix="wide ")
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(results, fh, indent=2)

@@ -55,8 +55,9 @@ def _naive_grads(model, task, examples, quantity):
     for ex in examples:
         batch = tuple(b.double() if b.is_floating_point() else b for b in task.collate([ex]))
         val = getattr(task, quantity)(m, batch).sum()
-        gs = torch.autograd.grad(val, list(m.parameters()))
-        rows.append(torch.cat([g.reshape(-1) for g in gs]))
+        ps = list(m.parameters())
+        gs = torch.autograd.grad(val, ps, allow_unused=True)
+        rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(gs, ps)]))
     return torch.stack(rows).numpy()
 
 
@@ -88,6 +89,36 @@ def test_per_example_grads_match_naive_float64(setup):
         _close(got, ref, GRAD_RTOL)
         vm = per_example_grads(model, task, data, q, batch_size=7, dtype=torch.float32).double().numpy()  # vmap
         _close(vm, ref, GRAD_RTOL)
+
+
+class _SharedLayers(torch.nn.Module):
+    """A layer called twice, inputs with a token axis, and a layer that does not reach the output."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.a, self.b, self.unused = torch.nn.Linear(4, 4), torch.nn.Linear(4, 3), torch.nn.Linear(4, 2)
+
+    def forward(self, x):                      # x: [B, T, 4]
+        h = torch.tanh(self.a(torch.tanh(self.a(x))))
+        self.unused(x)
+        return self.b(h).mean(1)
+
+
+def test_hooked_grads_shared_layer_token_axis_and_unused_layer():
+    """The nn.Linear hook path sums a layer's calls, handles a token axis, gives zeros for a layer
+    that does not reach the quantity, and scores only the named parameters (naive float64 rows)."""
+    model = _SharedLayers()
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(3, 4, generator=g), i % 3) for i in range(6)]
+    task = ClassificationTask()
+    ref = _naive_grads(model, task, data, "loss")
+    got = per_example_grads(model, task, data, "loss", batch_size=4).double().numpy()
+    _close(got, ref, GRAD_RTOL)
+    assert np.abs(got[:, -10:]).max() == 0                # unused.weight and unused.bias
+    names = ["a.bias", "b.weight"]                        # a subset, in named_parameters order
+    cols = np.r_[16:20, 20:32]
+    _close(per_example_grads(model, task, data, "loss", names, batch_size=4).double().numpy(), ref[:, cols], GRAD_RTOL)
 
 
 def test_per_example_grads_causal_lm():
@@ -280,6 +311,62 @@ def test_trak_native_equals_traker(setup, tmp_path):
         ref = attribute(model, ckpts, task, data, data[:5], "trak", projector=projector, trak_impl="traker",
                         features_dir=tmp_path / f"t-{projector}", **kw).scores
         _close(ours, ref, SCORE_RTOL)
+
+
+def test_trak_native_features_reused_and_in_memory_run_equal(setup, tmp_path, monkeypatch):
+    """TRAK (native) writes its features once into features_dir and a rerun reuses the file; a run
+    without a features folder writes nothing and gives the same scores; the folder refuses
+    another train set."""
+    import tempfile
+
+    from tribute.core.errors import ConfigError
+
+    model, data, ckpts = setup
+    task = ClassificationTask()
+    kw = dict(proj_dim=16, lambda_reg=1e-2, projector="countsketch")
+    first = attribute(model, ckpts, task, data, data[:5], "trak", features_dir=tmp_path / "f", **kw).scores
+    path = tmp_path / "f" / "trak" / "features.npy"
+    feats, stamp = np.load(path), path.stat().st_mtime_ns
+    assert feats.shape == (len(ckpts), len(data), 17) and feats.dtype == np.float32
+    again = attribute(model, ckpts, task, data, data[:5], "trak", features_dir=tmp_path / "f", **kw).scores
+    assert path.stat().st_mtime_ns == stamp and np.array_equal(again, first)
+    spare = tmp_path / "tmp"
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))
+    mem = attribute(model, ckpts, task, data, data[:5], "trak", **kw).scores
+    assert np.array_equal(mem, first) and not any(spare.iterdir())
+    with pytest.raises(ConfigError, match="other settings"):
+        attribute(model, ckpts, task, data[1:], data[:5], "trak", features_dir=tmp_path / "f", **kw)
+
+
+def test_trak_native_nan_gradient_names_the_example_and_writes_no_features(setup, tmp_path):
+    """TRAK checks finiteness on the projected rows, then names the example from its gradient."""
+    from tribute.core.errors import InputError
+
+    model, data, ckpts = setup
+    data = list(data)
+    data[5] = (torch.full_like(data[5][0], float("nan")), data[5][1])
+    with pytest.raises(InputError, match="example 5: its train_output gradient"):
+        attribute(model, ckpts, ClassificationTask(), data, data[:2], "trak", proj_dim=8, projector="countsketch",
+                  lambda_reg=1e-2, batch_size=4, features_dir=tmp_path / "f")
+    assert not (tmp_path / "f" / "trak" / "features.npy").exists()
+    assert not [p for p in (tmp_path / "f" / "trak").iterdir()]        # no temp file left behind
+
+
+def test_fingerprint_fast_path_gives_the_general_bytes():
+    """(tensor, int) examples take a stacked shortcut; lists take the general path: same hash, and
+    the bytes are the documented ones."""
+    import hashlib
+
+    from tribute.attribution.api import fingerprint_examples
+
+    g = torch.Generator().manual_seed(0)
+    pairs = [(torch.randn(2, 3, generator=g), i * 7) for i in range(5)]
+    assert fingerprint_examples(pairs) == fingerprint_examples([list(p) for p in pairs])
+    x = torch.tensor([1.0, 2.0])
+    want = hashlib.sha256(b"[float32(2,)" + x.numpy().tobytes() + b"12]").hexdigest()
+    assert fingerprint_examples([(x, 12)]) == fingerprint_examples([[x, 12]]) == "sha256:" + want
+    assert fingerprint_examples(pairs) != fingerprint_examples(pairs[:4] + [(pairs[4][0], 1)])
 
 
 def test_countsketch_is_a_sparse_linear_map_and_preserves_inner_products():
