@@ -9,9 +9,9 @@ Full size: 10^7 attribution rows (10^5 outputs x 100 rows: 99 works + 1 unattrib
             from Arrow) -> rows/s
 * exact   : what ``tribute ledger allocate`` does: ``batch_shares`` (integer rows of the run from
             DuckDB, matched to events through a lookup array; ranks and holder codes from the
-            sorted list of the pairs used) + ``compute_allocation`` (revenue split, exact
-            largest-remainder output pools, residual rows, dictionary-encoded detail rows,
-            posting lines)
+            sorted list of the pairs used, read in pair-code order when that is their id order)
+            + ``compute_allocation`` (revenue split, exact largest-remainder output pools by
+            blocks of rows, residual rows, dictionary-encoded detail rows, posting lines)
 * anchor 1: plain DuckDB SQL float pro-rata split (amount * share), summed per holder
 * anchor 2: plain DuckDB SQL exact largest-remainder split (integer weights, HUGEINT products,
             row_number over remainders), summed per holder

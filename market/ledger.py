@@ -793,6 +793,24 @@ def _event_rows(codes, ev_code, ev_index, n_codes: int):
     return rows, ev_index[order[start[codes[rows]] + off]]
 
 
+def _pairs_sorted(work, holder) -> bool:
+    """Whether the (work id, holder id) rows are in strictly increasing order, nulls last (the
+    order of ``ORDER BY work_id ASC NULLS LAST, holder_id ASC NULLS LAST``; byte order)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    work, holder = (c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in (work, holder))
+    n = len(work)
+    if n < 2:
+        return True
+    wa, wb, ha, hb = work.slice(0, n - 1), work.slice(1), holder.slice(0, n - 1), holder.slice(1)
+    a_null, b_null = pc.is_null(wa), pc.is_null(wb)
+    w_lt = pc.or_(pc.fill_null(pc.less(wa, wb), False), pc.and_(pc.invert(a_null), b_null))
+    w_eq = pc.or_(pc.fill_null(pc.equal(wa, wb), False), pc.and_(a_null, b_null))
+    h_lt = pc.or_(pc.fill_null(pc.less(ha, hb), False), pc.and_(pc.is_valid(ha), pc.is_null(hb)))
+    return bool(pc.all(pc.or_(w_lt, pc.and_(w_eq, h_lt))).as_py())
+
+
 def batch_shares(con, events, run_id: str):
     """The shares of ``run_id`` for ``events``' outputs, with the columns compute_allocation can
     use instead of recomputing them: ``_ev`` (row of the event), ``_wrank`` (rank of the work id
@@ -837,9 +855,17 @@ def batch_shares(con, events, run_id: str):
     used = np.flatnonzero(np.bincount(pair_g)) if len(pair_g) else np.zeros(0, np.int64)  # sorted, no hash set
     _reg(con, "_used", pa.table({"pair_code": pa.array(used)}))
     try:
+        # pair codes are given in (work id, holder id) order within each ingest: read the pairs by
+        # code (an integer sort) and sort the strings only when that order is not theirs
         pairs = con.sql("SELECT p.pair_code, p.work_id, p.holder_id FROM ledger_pair_ids p SEMI JOIN _used u "
-                        "USING (pair_code) ORDER BY p.work_id ASC NULLS LAST, p.holder_id ASC NULLS LAST, p.pair_code"
-                        ).to_arrow_table()
+                        "USING (pair_code)").to_arrow_table()
+        pc_np = pairs.column("pair_code").to_numpy()
+        if len(pc_np) > 1 and not bool((pc_np[1:] > pc_np[:-1]).all()):
+            pairs = pairs.take(pa.array(np.argsort(pc_np, kind="stable")))
+        if not _pairs_sorted(pairs.column("work_id"), pairs.column("holder_id")):
+            pairs = con.sql("SELECT p.pair_code, p.work_id, p.holder_id FROM ledger_pair_ids p SEMI JOIN _used u "
+                            "USING (pair_code) ORDER BY p.work_id ASC NULLS LAST, p.holder_id ASC NULLS LAST, "
+                            "p.pair_code").to_arrow_table()
     finally:
         con.unregister("_used")
     pw = pairs.column("work_id").combine_chunks().cast(pa.string())
@@ -855,9 +881,10 @@ def batch_shares(con, events, run_id: str):
     # per pair code: work rank (-1: no work), holder code (-1: no holder), place in the sorted list
     size = int(used[-1]) + 1 if len(used) else 0
     pcode = pairs.column("pair_code").to_numpy()
-    wrank_g = np.full(size, -1, dtype=np.int64)
+    code_t = np.int32 if n_p < (1 << 31) else np.int64  # ranks and codes < pairs: int32 halves the 10^7-row columns
+    wrank_g = np.full(size, -1, dtype=code_t)
     wrank_g[pcode] = np.where(w_valid, np.cumsum(new & w_valid) - 1, -1)
-    hcode_g = np.full(size, -1, dtype=np.int64)
+    hcode_g = np.full(size, -1, dtype=code_t)
     hcode_g[pcode] = pc.dictionary_encode(ph).indices.fill_null(-1).to_numpy(zero_copy_only=False)
     place = np.zeros(size, dtype=np.int64)
     place[pcode] = np.arange(n_p, dtype=np.int64)

@@ -27,6 +27,14 @@ drops a row (the usual run), that row serves as the pool's residual row in place
 arrays are neither copied nor concatenated (``_output_pool_in_place``); the detail's text columns
 are dictionary-encoded (:func:`detail_schema`).
 
+Fresh memory is the other cost (a new 80 MB array costs more in page faults than the arithmetic
+on it), so: sums per pool are ``reduceat`` over the runs of one output that the ledger's rows come
+in (``_runs``); the elementwise steps run by blocks of ``BLOCK_ROWS`` rows whose temporaries the
+allocator reuses (``_chunks``); the leftover units are handed out block by block, each block cut
+between runs and sorted on its own, with the few outputs split over several runs decided together
+(``_largest_remainder_runs``); and tie keys are computed only for the rows at a tie. Blocks change
+no result: every pool is decided from the same ranks.
+
 So a pool is paid exactly, nobody gets a negative amount, a larger weight never gets less, equal
 weights differ by at most one minor unit, and the result is the same for any row order.
 """
@@ -42,19 +50,52 @@ from ..core.errors import InputError
 QUANT_BITS = 32
 QUANT = float(1 << QUANT_BITS)
 TIE_SEED = 20261129
+BLOCK_ROWS = 1 << 20    # rows per block of the elementwise steps and of the leftover-unit sorts
 _I63 = (1 << 63) - 1
 
 
-def _group_sum(group: np.ndarray, values: np.ndarray, n_groups: int, counts: np.ndarray | None = None) -> np.ndarray:
+def _runs(group: np.ndarray):
+    """``(starts, run_group)`` of the runs of equal ids in ``group`` (row order), or None when the
+    rows are scattered (more than one run per 8 rows: a bincount is then cheaper). The ledger's
+    rows come grouped by output, so 10^7 rows are ~10^5 runs and sums per group are a
+    ``reduceat`` over the runs (exact int64) instead of a float ``bincount`` over the rows."""
+    n = len(group)
+    if n < 2:
+        return None
+    brk = np.flatnonzero(group[1:] != group[:-1])
+    if len(brk) + 1 > n // 8:
+        return None
+    brk += 1
+    starts = np.concatenate(([0], brk))
+    return starts, group[starts]
+
+
+def _run_counts(runs, n: int, n_groups: int) -> np.ndarray:
+    """Rows per group from the runs of ``n`` rows."""
+    starts, rg = runs
+    return np.bincount(rg, weights=np.diff(np.append(starts, n)), minlength=n_groups).astype(np.int64)
+
+
+def _group_sum(group: np.ndarray, values: np.ndarray, n_groups: int, counts: np.ndarray | None = None,
+               runs=None) -> np.ndarray:
     """Exact int64 sums per group, whatever the row order (floats only where provably exact).
 
-    ``counts`` (rows per group) may be passed when the caller has it, to save a pass."""
+    ``counts`` (rows per group) may be passed when the caller has it, to save a pass; ``runs``
+    (:func:`_runs` of ``group``) sums in int64 over the runs, where no sum can reach 2**63."""
     if len(values) == 0:
         return np.zeros(n_groups, dtype=np.int64)
     vmax = max(abs(int(values.max())), abs(int(values.min())))
-    cmax = int((np.bincount(group, minlength=n_groups) if counts is None else counts).max())
+    if runs is not None and vmax * len(values) <= _I63:
+        starts, rg = runs
+        out = np.zeros(n_groups, dtype=np.int64)
+        np.add.at(out, rg, np.add.reduceat(values, starts))
+        return out
+    if vmax * len(values) < (1 << 53):                  # no count needed to bound the float sums
+        cmax = len(values)
+    else:
+        cmax = int((np.bincount(group, minlength=n_groups) if counts is None else counts).max())
     if vmax * cmax < (1 << 53):
-        return np.rint(np.bincount(group, weights=values.astype(np.float64), minlength=n_groups)).astype(np.int64)
+        return np.rint(np.bincount(group, weights=values, minlength=n_groups)).astype(np.int64)
     out = np.zeros(n_groups, dtype=object)
     np.add.at(out, group, values.astype(object))
     if any(abs(int(x)) > _I63 for x in out):
@@ -62,8 +103,19 @@ def _group_sum(group: np.ndarray, values: np.ndarray, n_groups: int, counts: np.
     return out.astype(np.int64)
 
 
-def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tiekey: np.ndarray, *,
-                total_w: np.ndarray | None = None, counts: np.ndarray | None = None) -> np.ndarray:
+def _chunked_sums(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """:func:`_group_sum` for rows in any order, by chunks (float sums where provably exact)."""
+    if len(values) == 0 or max(abs(int(values.max())), abs(int(values.min()))) * len(values) >= (1 << 53):
+        return _group_sum(group, values, n_groups)
+    out = np.zeros(n_groups)
+    for a, b in _chunks(len(values)):
+        out += np.bincount(group[a:b], weights=values[a:b], minlength=n_groups)
+    return np.rint(out).astype(np.int64)
+
+
+def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tiekey, *,
+                total_w: np.ndarray | None = None, counts: np.ndarray | None = None, runs=None,
+                block_rows: int = BLOCK_ROWS) -> np.ndarray:
     """Split ``amount[g]`` over the rows of each group ``g`` by integer ``weight``, exactly.
 
     Args:
@@ -71,10 +123,14 @@ def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tieke
         weight: int64 non-negative weight per row.
         amount: int64 non-negative pool amount per group (length G).
         tiekey: int64 tie-break key per row (smaller wins a tie; rows equal in remainder and tie
-            key keep their input order).
+            key keep their input order), or a function of row indices (None: all rows) giving
+            the keys of those rows, so only the rows at a tie are computed.
         total_w: the per-group sums of ``weight`` when the caller already has them (saves a pass;
             they must be exact).
         counts: the number of rows per group, when the caller already has it.
+        runs: :func:`_runs` of ``group`` (``(starts, run_group)``: where each run of equal group
+            ids starts, and its group), when the caller has it: then the leftover units are
+            handed out by blocks of about ``block_rows`` rows (the result does not depend on it).
 
     Returns:
         int64 amount per row (in the input order); per group they add up to ``amount[g]``.
@@ -85,7 +141,8 @@ def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tieke
     group = np.asarray(group, dtype=np.int64)
     weight = np.asarray(weight, dtype=np.int64)
     amount = np.asarray(amount, dtype=np.int64)
-    tiekey = np.asarray(tiekey, dtype=np.int64)
+    if not callable(tiekey):
+        tiekey = np.asarray(tiekey, dtype=np.int64)
     n, g_count = len(group), len(amount)
     if n == 0:
         if np.any(amount != 0):
@@ -95,7 +152,7 @@ def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tieke
         raise InputError("negative weight or pool amount; weights and pools must be >= 0")
     counts = np.bincount(group, minlength=g_count) if counts is None else counts
     if total_w is None:
-        total_w = _group_sum(group, weight, g_count, counts)
+        total_w = _group_sum(group, weight, g_count, counts, runs)
     else:
         total_w = np.asarray(total_w, dtype=np.int64)
     if np.any((amount > 0) & (total_w == 0)):
@@ -103,27 +160,50 @@ def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tieke
         raise InputError(f"pool {bad} has money but no weight to split it by; give it a residual row")
     max_w = int(weight.max())
     if int(amount.max()) > _I63 // max(max_w, 1):
-        return _split_exact_objects(group, weight, amount, tiekey, total_w)
-    w_row = total_w[group]
-    ok = w_row > 0
-    num = amount[group]
-    num *= weight
-    if ok.all() and int(amount.max()) < (1 << 50):       # quotients <= amount: float estimate within one
-        fl, rem = _divmod_pos(num, w_row)
-    elif ok.all():
-        fl, rem = np.divmod(num, w_row)
-    else:
-        fl = np.zeros(n, dtype=np.int64)
-        fl[ok] = num[ok] // w_row[ok]
-        rem = num - fl * np.where(ok, w_row, 0)
-    del num, w_row, ok
-    left = amount - _group_sum(group, fl, g_count, counts)
+        return _split_exact_objects(group, weight, amount, _all_keys(tiekey), total_w)
+    all_w = bool((total_w[counts > 0] > 0).all())        # every row's group has weight
     span = 1 << 33
+    by_runs = runs is not None and len(runs[0]) > 1 and int(total_w.max()) < span and g_count < (1 << 29)
+    if all_w and int(amount.max()) < (1 << 50):           # quotients <= amount: float estimate within one
+        # by runs, the remainders are recomputed block by block later: no 10^7-row array of them
+        fl, rem = np.empty(n, dtype=np.int64), None if by_runs else np.empty(n, dtype=np.int64)
+        for a, b in _chunks(n):                           # per chunk: the temporaries stay small
+            g = group[a:b]
+            num = amount[g]
+            num *= weight[a:b]
+            _divmod_pos(num, total_w[g], fl[a:b], np.empty(b - a, np.int64) if rem is None else rem[a:b])
+        del g, num
+    else:
+        w_row = total_w[group]
+        num = amount[group]
+        num *= weight
+        if all_w:
+            fl, rem = np.divmod(num, w_row)
+        else:
+            ok = w_row > 0
+            fl = np.zeros(n, dtype=np.int64)
+            fl[ok] = num[ok] // w_row[ok]
+            rem = num - fl * np.where(ok, w_row, 0)
+        del num, w_row
+    left = amount - _group_sum(group, fl, g_count, counts, runs)
     if int(total_w.max()) < span and g_count < (1 << 29):
-        fl += _largest_remainder_sorted(group, rem, left, tiekey, g_count, span, counts)  # bool: +1 / +0
+        if by_runs:
+            def rem_of(rows):
+                """The remainders ``amount * weight - floor * total`` of ``rows`` (a slice or
+                indices), from the floors before any leftover unit is added."""
+                if rem is not None:
+                    return rem[rows]
+                g = group[rows]
+                r = amount[g]
+                r *= weight[rows]
+                r -= fl[rows] * total_w[g]
+                return r
+            _largest_remainder_runs(fl, group, rem_of, left, tiekey, g_count, span, runs, block_rows)
+        else:
+            fl += _largest_remainder_sorted(group, rem, left, tiekey, g_count, span, counts)  # bool: +1 / +0
         return fl
     # rank rows inside each group by remainder (desc), then by tie key (asc), then by row
-    order = np.lexsort((np.arange(n, dtype=np.int64), tiekey, -rem, group))
+    order = np.lexsort((np.arange(n, dtype=np.int64), _all_keys(tiekey), -rem, group))
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     gs = group[order]
     pos = np.arange(n, dtype=np.int64) - starts[gs]
@@ -131,15 +211,26 @@ def split_exact(group: np.ndarray, weight: np.ndarray, amount: np.ndarray, tieke
     return fl
 
 
-def _divmod_pos(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.divmod(num, den)`` for int64 ``num >= 0``, ``den > 0`` whose quotients are below
-    2**50, exactly, faster: the quotient estimated in float64 (relative error a few 2**-53, so
-    off by at most one) and corrected with integer arithmetic."""
+def _all_keys(tiekey) -> np.ndarray:
+    """The tie keys of all rows (``tiekey`` an array or a function of row indices)."""
+    return np.asarray(tiekey(None), dtype=np.int64) if callable(tiekey) else tiekey
+
+
+def _chunks(n: int, size: int = BLOCK_ROWS):
+    """``(start, stop)`` of the row chunks that elementwise steps over 10^7 rows run in: their
+    temporaries (8 MB) are reused by the allocator from chunk to chunk instead of each being a
+    fresh 80 MB array from the kernel (page faults cost more than the arithmetic)."""
+    return ((a, min(a + size, n)) for a in range(0, n, size))
+
+
+def _divmod_pos(num: np.ndarray, den: np.ndarray, fl: np.ndarray, rem: np.ndarray) -> None:
+    """``fl, rem = np.divmod(num, den)`` for int64 ``num >= 0``, ``den > 0`` whose quotients are
+    below 2**50, exactly, faster: the quotient estimated in float64 (relative error a few 2**-53,
+    so off by at most one) and corrected with integer arithmetic. Writes into ``fl`` / ``rem``."""
     q = np.divide(num, den, dtype=np.float64)
     np.floor(q, out=q)
-    fl = q.view(np.int64)                               # the quotients, in the same buffer
     np.copyto(fl, q, casting="unsafe")
-    rem = fl * den
+    np.multiply(fl, den, out=rem)
     np.subtract(num, rem, out=rem)
     low = rem < 0
     if low.any():
@@ -149,7 +240,6 @@ def _divmod_pos(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarra
     if high.any():
         fl[high] += 1
         rem[high] -= den[high]
-    return fl, rem
 
 
 def _largest_remainder_sorted(group, rem, left, tiekey, g_count: int, span: int, counts) -> np.ndarray:
@@ -159,17 +249,24 @@ def _largest_remainder_sorted(group, rem, left, tiekey, g_count: int, span: int,
     win. Instead of an argsort of all rows this sorts the packed keys ``group * span + (span - 1
     - rem)`` (values only) and reads each group's threshold key at position ``left[g] - 1`` of
     its block: rows below it win; rows equal to it (equal remainders) are ordered by tie key only
-    where the threshold is shared by more rows than it has units left.
+    where the threshold is shared by more rows than it has units left. ``rem`` is overwritten
+    (by the keys).
     """
-    key = group * span
-    key += (span - 1) - rem
+    key = rem                                           # rem is not needed after: the keys take its place
+    for a, b in _chunks(len(key)):
+        k = key[a:b]
+        np.subtract(span - 1, k, out=k)
+        k += group[a:b] * span
     sk = np.sort(key)
     starts = np.cumsum(counts) - counts
     has = left > 0
     thr = np.full(g_count, -1, dtype=np.int64)          # no key is < -1: groups without units
     thr[has] = sk[starts[has] + left[has] - 1]
-    t_row = thr[group]
-    win = key < t_row
+    win, at = np.empty(len(key), dtype=bool), np.empty(len(key), dtype=bool)
+    for a, b in _chunks(len(key)):
+        t_row = thr[group[a:b]]
+        np.less(key[a:b], t_row, out=win[a:b])
+        np.equal(key[a:b], t_row, out=at[a:b])
     # how many units the rows at the threshold key share, and how many rows share it
     lo = np.searchsorted(sk, thr[has], side="left")
     hi = np.searchsorted(sk, thr[has], side="right")
@@ -177,7 +274,6 @@ def _largest_remainder_sorted(group, rem, left, tiekey, g_count: int, span: int,
     need[has] = starts[has] + left[has] - lo
     eq_n = np.zeros(g_count, dtype=np.int64)
     eq_n[has] = hi - lo
-    at = key == t_row
     easy = need == eq_n                                 # all rows at the threshold win (no tie to break)
     if easy.all():
         win |= at
@@ -185,12 +281,49 @@ def _largest_remainder_sorted(group, rem, left, tiekey, g_count: int, span: int,
         win |= at & easy[group]
         idx = np.flatnonzero(at & ~easy[group])
         gi = group[idx]
-        o = np.lexsort((idx, tiekey[idx], gi))
+        o = np.lexsort((idx, tiekey(idx) if callable(tiekey) else tiekey[idx], gi))
         idx, gi = idx[o], gi[o]
         first = np.flatnonzero(np.r_[True, gi[1:] != gi[:-1]])
         pos = np.arange(len(idx)) - np.repeat(first, np.diff(np.r_[first, len(idx)]))
         win[idx[pos < need[gi]]] = True
     return win
+
+
+def _largest_remainder_runs(fl, group, rem_of, left, tiekey, g_count: int, span: int, runs, block: int) -> None:
+    """:func:`_largest_remainder_sorted` by blocks of ~``block`` rows cut between runs of one group
+    (``fl`` gets +1 where a row wins): a group in one run is decided inside its block (a sort of
+    the block's keys; the sort buffers are reused), the few groups in several runs together at the
+    end. The same winners as one pass over all rows (rows keep their order inside each block).
+    ``rem_of(rows)`` gives the remainders of ``rows`` (a slice or indices; overwritten after)."""
+    starts, rg = runs
+    n = len(group)
+    multi = np.bincount(rg, minlength=g_count) > 1
+    pos = np.searchsorted(starts, np.arange(block, n, block))
+    bounds = np.unique(np.concatenate(([0], starts[pos[pos < len(starts)]], [n])))
+    left_one = np.where(multi, 0, left)
+    if multi.any():                                     # their rows, before the blocks overwrite ``rem``
+        m_runs = np.flatnonzero(multi[rg])
+        lens = np.append(starts[1:], n)[m_runs] - starts[m_runs]
+        m_rows = np.repeat(starts[m_runs] - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+        m_rem = rem_of(m_rows)
+
+    def part(rows):
+        """The tie keys of a block's rows (``rows``: a slice or row indices)."""
+        if not callable(tiekey):
+            return tiekey[rows]
+        if isinstance(rows, slice):
+            return lambda idx: tiekey(np.arange(rows.start, rows.stop) if idx is None else idx + rows.start)
+        return lambda idx: tiekey(rows if idx is None else rows[idx])
+
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        g = group[a:b]
+        cnt = np.bincount(g, minlength=g_count)
+        fl[a:b] += _largest_remainder_sorted(g, rem_of(slice(a, b)), np.where(cnt > 0, left_one, 0), part(slice(a, b)),
+                                             g_count, span, cnt)
+    if multi.any():
+        g = group[m_rows]
+        cnt = np.bincount(g, minlength=g_count)
+        fl[m_rows] += _largest_remainder_sorted(g, m_rem, np.where(multi, left, 0), part(m_rows), g_count, span, cnt)
 
 
 def _split_exact_objects(group, weight, amount, tiekey, total_w) -> np.ndarray:
@@ -216,7 +349,8 @@ def _split_exact_objects(group, weight, amount, tiekey, total_w) -> np.ndarray:
 FIXED_BITS = 40
 
 
-def quantise(share: np.ndarray, group: np.ndarray, n_groups: int, counts: np.ndarray | None = None) -> np.ndarray:
+def quantise(share: np.ndarray, group: np.ndarray, n_groups: int, counts: np.ndarray | None = None,
+             runs=None) -> np.ndarray:
     """Integer weights ``round(share / group_sum * 2**32)``, independent of row order.
 
     Shares are first scaled by the largest share and rounded to 40-bit fixed point, so the group
@@ -237,19 +371,26 @@ def quantise(share: np.ndarray, group: np.ndarray, n_groups: int, counts: np.nda
     counts = np.bincount(group, minlength=n_groups) if counts is None else counts
     if int(counts.max()) < (1 << (53 - FIXED_BITS)):
         # every partial sum stays below 2**53: the float sums are the exact integer sums
-        sums = np.rint(np.bincount(group, weights=tmp, minlength=n_groups)).astype(np.int64)
+        if runs is not None:
+            sums = np.zeros(n_groups)
+            np.add.at(sums, runs[1], np.add.reduceat(tmp, runs[0]))
+            sums = np.rint(sums).astype(np.int64)
+        else:
+            sums = np.rint(np.bincount(group, weights=tmp, minlength=n_groups)).astype(np.int64)
     else:
         sums = _group_sum(group, tmp.astype(np.int64), n_groups, counts)
     if (sums > 0).all():
         # floor(fixed / denom * 2**32 + 0.5) (the int64 operands as float64, as numpy's true
         # division converts them), written back into tmp's buffer as int64
-        den = sums.astype(np.float64)[group]
-        np.divide(tmp, den, out=den)
-        den *= QUANT
-        den += 0.5
-        np.floor(den, out=den)
+        sums_f = sums.astype(np.float64)
         out = tmp.view(np.int64)
-        np.copyto(out, den, casting="unsafe")
+        for a, b in _chunks(len(tmp)):
+            den = sums_f[group[a:b]]
+            np.divide(tmp[a:b], den, out=den)
+            den *= QUANT
+            den += 0.5
+            np.floor(den, out=den)
+            np.copyto(out[a:b], den, casting="unsafe")
         return out
     fixed = tmp.astype(np.int64)
     denom = sums[group].astype(np.float64)
@@ -289,8 +430,10 @@ def _id_hashes(ids: list) -> np.ndarray:
     # stable_hash64(id, TIE_SEED) for each id, with the key built once
     import hashlib
 
-    key = TIE_SEED.to_bytes(8, "little", signed=False)
-    digests = b"".join(hashlib.blake2b(str(x).encode("utf-8"), digest_size=8, key=key).digest() for x in ids)
+    import functools
+
+    mk = functools.partial(hashlib.blake2b, digest_size=8, key=TIE_SEED.to_bytes(8, "little", signed=False))
+    digests = b"".join([mk((x if isinstance(x, str) else str(x)).encode("utf-8")).digest() for x in ids])
     h = np.frombuffer(digests, dtype="<u8").astype(np.uint64)
     _HASH_CACHE.clear()
     _HASH_CACHE[id(ids)] = (ids, h)
@@ -346,13 +489,26 @@ def _lines(accounts, amounts) -> dict[str, int]:
     return {a: int(v) for a, v in zip(g.column("a").to_pylist(), g.column("v_sum").to_pylist()) if a is not None}
 
 
+def _sorted_lines(accounts, sums: np.ndarray) -> dict[str, int]:
+    """``{account: sum}`` with the keys in sorted order (sorted by Arrow: UTF-8 byte order is code
+    point order, so :func:`_merge`'s ``sorted`` then finds them in order)."""
+    import pyarrow.compute as pc
+
+    order = pc.sort_indices(accounts).to_numpy()
+    return dict(zip(accounts.take(order).to_numpy(zero_copy_only=False).tolist(), sums[order].tolist()))
+
+
 def _merge(*parts: dict[str, int]) -> dict[str, int]:
+    """The sum of the posting lines ``parts``, by account (sorted), without zero lines. Fast when
+    the largest part (10^5 holders) already has int values and sorted keys."""
     parts = sorted(parts, key=len, reverse=True)
-    out = {k: int(v) for k, v in parts[0].items()} if parts else {}
+    out = dict(parts[0]) if parts else {}
+    if not all(type(v) is int for v in out.values()):
+        out = {k: int(v) for k, v in out.items()}
     for p in parts[1:]:
         for k, v in p.items():
             out[k] = out.get(k, 0) + int(v)
-    return {k: out[k] for k in sorted(out) if out[k] != 0}
+    return {k: v for k in sorted(out) if (v := out[k]) != 0}
 
 
 def _col(table, name: str, kind: str):
@@ -455,8 +611,10 @@ def _np(col, dtype) -> np.ndarray:
 
 
 def _codes(col) -> np.ndarray:
-    """An integer code column (nulls read as -1) as int64 numpy."""
-    return _np(col.fill_null(-1) if col.null_count else col, np.int64)
+    """An integer code column (nulls read as -1) as numpy: int32 kept as it is, else int64."""
+    import pyarrow as pa
+
+    return _np(col.fill_null(-1) if col.null_count else col, np.int32 if col.type == pa.int32() else np.int64)
 
 
 def _strings(col):
@@ -486,7 +644,7 @@ def _dict(indices: np.ndarray, dictionary, mask: np.ndarray | None = None):
     """A dictionary array (int32 indices) over ``dictionary``; ``mask`` marks nulls."""
     import pyarrow as pa
 
-    return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int32), mask=mask), dictionary)
+    return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int32, copy=False), mask=mask), dictionary)
 
 
 def _as_detail(table):
@@ -512,6 +670,11 @@ def _dict_take(col, rows: np.ndarray | None, n_null: int, nulls: np.ndarray | No
             col = col.cast(pa.string()).combine_chunks()
     if not pa.types.is_dictionary(col.type):
         col = pc.dictionary_encode(col.cast(pa.string()))
+    if n_null == 0 and col.indices.null_count == 0 and nulls is not None:
+        # every row indexes an entry: only the ``nulls`` rows become nulls (their indices stay)
+        code = col.indices.to_numpy()
+        sel = (code if rows is None else code[rows]).astype(np.int32, copy=False)
+        return pa.DictionaryArray.from_arrays(pa.array(sel, mask=nulls), col.dictionary.cast(pa.string()))
     code = col.indices.fill_null(-1).to_numpy(zero_copy_only=False)
     n_take = len(code) if rows is None else len(rows)
     sel = np.empty(n_take + n_null, dtype=np.int32)
@@ -543,8 +706,8 @@ def _tail_mask(n_keep: int, tail: np.ndarray) -> np.ndarray | None:
     return mask
 
 
-def _output_pool_in_place(policy, events, ev_keys, outp, ev, counts, share, w, tie, k, is_res, res_w, hcode, work,
-                          holder):
+def _output_pool_in_place(policy, events, ev_keys, outp, ev, counts, share, w, tie_at, k, is_res, res_w, hcode, work,
+                          holder, runs):
     """The output pools when nothing is dropped and every event has exactly one unattributed row
     (the usual shape of an attribution run): that row is the event's residual row, in place, so
     the 10^7-row arrays are split and turned into detail columns without copies. Gives the same
@@ -556,27 +719,33 @@ def _output_pool_in_place(policy, events, ev_keys, outp, ev, counts, share, w, t
     n_ev = len(outp)
     res_pos = np.flatnonzero(is_res)
     res_ev = ev[res_pos]
-    tie[res_pos] = max(k, 1) + 1
-    tot = _group_sum(ev, w, n_ev, counts)
+    res_tie = max(k, 1) + 1
+
+    def tie(idx):
+        """Tie keys of rows ``idx``: the residual rows rank after every work."""
+        t = tie_at(idx)
+        t[is_res if idx is None else is_res[idx]] = res_tie
+        return t
+    tot = _group_sum(ev, w, n_ev, counts, runs)
     if np.any(tot == 0):
         # a group whose kept weight is zero (all shares clipped to 0) pays its residual row
         res_w = np.where(tot == 0, 1, res_w)
         w[res_pos] = res_w[res_ev]
-    amounts = split_exact(ev, w, outp, tie, total_w=np.where(tot == 0, 1, tot), counts=counts)
-    del tie
+    amounts = split_exact(ev, w, outp, tie, total_w=np.where(tot == 0, 1, tot), counts=counts, runs=runs)
     # holder accounts: code -1 (the residual rows) reads the last slot of each lookup
     n_h = int(hcode.max()) + 1
-    first = np.full(n_h + 1, -1, dtype=np.int64)
-    first[hcode[::-1]] = np.arange(len(hcode) - 1, -1, -1, dtype=np.int64)
+    first = np.full(n_h + 1, -1, dtype=np.int64)       # a row of each holder code (its name)
+    for a, b in _chunks(len(hcode)):
+        first[hcode[a:b]] = np.arange(a, b, dtype=np.int64)
     first = first[:n_h]
     names = holder.take(pa.array(first[first >= 0])).cast(pa.string())
     names = names.combine_chunks() if isinstance(names, pa.ChunkedArray) else names
     acc_dict = pc.binary_join_element_wise("holder:", names, "")
     n_acc = len(acc_dict)
-    code_pos = np.append(np.cumsum(first >= 0) - 1, n_acc)
-    acc_idx = code_pos[hcode]
-    sums = _group_sum(acc_idx, amounts, n_acc + 1)
-    lines = {a: int(v) for a, v in zip(acc_dict.to_pylist(), sums[:n_acc].tolist())}
+    code_pos = np.append(np.cumsum(first >= 0) - 1, n_acc).astype(np.int32)
+    acc_idx = code_pos[hcode]                           # int32: the detail's dictionary indices as they are
+    sums = _chunked_sums(acc_idx, amounts, n_acc + 1)
+    lines = _sorted_lines(acc_dict, sums[:n_acc])
     if int(sums[n_acc]):
         lines[policy.output_residual_account] = lines.get(policy.output_residual_account, 0) + int(sums[n_acc])
     # detail rows: every row, but residual rows that carry nothing (no weight, no money)
@@ -589,15 +758,16 @@ def _output_pool_in_place(policy, events, ev_keys, outp, ev, counts, share, w, t
     pick = (lambda a: a) if rows is None else (lambda a: a[rows])
     ev_out = events.column("output_id")
     ev_out = ev_out.combine_chunks() if isinstance(ev_out, pa.ChunkedArray) else ev_out
-    ev_d, res_d = pick(ev), pick(is_res)
+    ev_d, res_d = pick(ev).astype(np.int32), pick(is_res)
     acc_d = pick(acc_idx)
     n_rows = len(ev_d)
     table = pa.table({
-        "pool": _dict(np.zeros(n_rows, np.int64), pa.array(["output"], pa.string())),
+        "pool": _dict(np.zeros(n_rows, np.int32), pa.array(["output"], pa.string())),
         "event_key": _dict(ev_d, pa.array(ev_keys, pa.string())),
         "output_id": _dict(ev_d, ev_out.cast(pa.string())),
         "work_id": _dict_take(work, rows, 0, nulls=res_d),
-        "holder_id": _dict(np.where(res_d, 0, acc_d), names, mask=res_d),
+        # the residual rows (null holder) index a null entry after the names: in range, no copy
+        "holder_id": _dict(acc_d, pa.concat_arrays([names, pa.nulls(1, pa.string())]), mask=res_d),
         "account": _dict(acc_d, pa.concat_arrays([acc_dict, pa.array([policy.output_residual_account], pa.string())])),
         "share": pa.array(pick(share), pa.float64()),
         "weight": pa.array(pick(w), pa.int64()),
@@ -662,15 +832,28 @@ def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
         holder = pa.array([], pa.string())
         is_res = np.zeros(0, bool)
     # every event gets one residual row (weight 0 unless the input or the rules put some there)
-    ev_counts = np.bincount(ev, minlength=n_ev) if len(ev) else np.zeros(n_ev, np.int64)
+    runs = _runs(ev)
+    if runs is not None:
+        ev_counts = _run_counts(runs, len(ev), n_ev)
+    else:
+        ev_counts = np.bincount(ev, minlength=n_ev) if len(ev) else np.zeros(n_ev, np.int64)
     has_rows = ev_counts > 0
     if j is not None and "_wrank" in j.column_names:
         k = int(pre_rank.max()) + 1 if len(pre_rank) else 0
-        rank = np.where(is_res, k, pre_rank)
+
+        def tie_at(idx):
+            """Tie keys of rows ``idx`` (None: all), from the precomputed ranks."""
+            r, res = (pre_rank, is_res) if idx is None else (pre_rank[idx], is_res[idx])
+            return rotate_ties(np.where(res, k, r), k, ev_keys, ev if idx is None else ev[idx])
     else:
         rank, k = rank_strings(work)
-    w = quantise(share, ev, n_ev, ev_counts)
-    tie = rotate_ties(rank, k, ev_keys, ev) if len(ev) else np.zeros(0, np.int64)
+
+        def tie_at(idx):
+            """Tie keys of rows ``idx`` (None: all), from the ranks of the work ids."""
+            return rotate_ties(rank if idx is None else rank[idx], k, ev_keys, ev if idx is None else ev[idx])
+    w = quantise(share, ev, n_ev, ev_counts, runs)
+    # the tie keys of all rows only where a rule ranks every row (top-k); else only at ties
+    tie = tie_at(None) if policy.top_k > 0 and len(ev) else None
     attributed = ~is_res
     moved = np.zeros(n_ev, dtype=np.int64)
     keep = attributed.copy()
@@ -699,8 +882,10 @@ def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
     res_w = np.where(~has_rows, 1, res_w)
     if j is not None and "_hcode" in j.column_names and not dropped.any() and is_res.any() and \
             bool((np.bincount(ev[is_res], minlength=n_ev) == 1).all()):
-        return _output_pool_in_place(policy, events, ev_keys, outp, ev, ev_counts, share, w, tie, k, is_res, res_w,
-                                     pre_hcode, work, holder)
+        return _output_pool_in_place(policy, events, ev_keys, outp, ev, ev_counts, share, w, tie_at, k, is_res, res_w,
+                                     pre_hcode, work, holder, runs)
+    if tie is None:
+        tie = tie_at(None) if len(ev) else np.zeros(0, np.int64)
     kw = keep
     n_keep = int(kw.sum())
     grp = _kept(ev, kw, n_keep, np.arange(n_ev, dtype=np.int64))
@@ -741,7 +926,7 @@ def _output_pool(policy, events, shares, outp: np.ndarray, ev_keys: list):
             names = names.combine_chunks()
         acc_dict = pc.binary_join_element_wise("holder:", names, "")
         sums = _group_sum(acc_idx, amounts[:n_keep], len(acc_dict))
-        lines = {a: int(v) for a, v in zip(acc_dict.to_pylist(), sums.tolist())}
+        lines = _sorted_lines(acc_dict, sums)
         # dictionary columns: indices over kept rows then residual rows, no string copied per row
         accounts = _dict(np.concatenate([acc_idx, np.full(n_res, len(acc_dict), np.int64)]),
                          pa.concat_arrays([acc_dict, pa.array([res_account], pa.string())]))
