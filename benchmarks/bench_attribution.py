@@ -278,7 +278,7 @@ def part_classifier(a, results):
         cases.append(("anchor pydvl ekfac (regularization 1e-4)", lambda: pydvl_anchor(
             copy.deepcopy(model), train_set, queries, 1e-4)))
     except ImportError:
-        print("# pyDVL not importable: anchor skipped (it needs dask, distributed and zarr: see the README, "Attribution quality")")
+        print("# pyDVL not importable: anchor skipped (it needs dask, distributed and zarr: see the README, Attribution quality)")
     def caught(fn):
         def run():
             try:
