@@ -41,6 +41,7 @@ from ..core.errors import ConfigError, ConflictError, InputError, IntegrityError
 from ..core.manifest import atomic_write_text
 from .ledger_alloc import Allocation, aggregate_exposure, compute_allocation, holder_account
 from .policy import PricingPolicy, decimal_to_minor, format_minor, policy_from_settings
+from .workspace import transaction
 
 GENESIS = "0" * 64
 LEDGER_DIR = "ledger"
@@ -236,13 +237,8 @@ class Ledger:
         return seq
 
     def _commit(self, con, fn):
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             out = fn()
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         self._write_head(con)
         return out
 
