@@ -94,11 +94,17 @@ def run_attribution(ws, *, model_dir, outputs_path, train_path, method: str = DE
     from ..attribution.features import resolve_device
     from ..attribution.textattr import encode_texts, sum_by_document
     from ..core.engine import get_engine
-    from ..core.errors import InputError
+    from ..core.errors import ConfigError, InputError
     from ..market.attribution_store import new_run_id, save_run
     from ..market.evidence import exposure, latest_scan_id
 
     t0 = time.monotonic()
+    from ..attribution.api import FEATURISED
+
+    if method not in FEATURISED and (engine != "local" or (workers or 1) > 1):
+        # refused here, before a Ray cluster is started or joined for nothing
+        raise ConfigError(f"--engine / --workers run the featurisation of {', '.join(sorted(FEATURISED))}; "
+                          f"{method} runs in this process: drop them")
     train_path, outputs_path, model_dir = (Path(p).resolve() for p in (train_path, outputs_path, model_dir))
     train_ids, docs = _read_docs(train_path)
     out_ids, pairs = _read_outputs(outputs_path)

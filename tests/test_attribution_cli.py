@@ -182,3 +182,17 @@ def test_influence_curvature_from_the_cli(ws, invoke, tiny_model, tmp_path):
         run = get_run(con, json.loads(r.output)["run_id"])
     cfg = json.loads(run["config"])
     assert cfg["method"] == "influence" and cfg["hessian"] == "explicit" and cfg["curvature"] == "fisher"
+
+
+def test_engine_options_with_an_in_process_method_are_refused_before_ray_starts(ws, invoke, tiny_model, tmp_path,
+                                                                                  monkeypatch):
+    """trak and influence run in this process: --engine ray is refused at once, without touching ray."""
+    import sys
+
+    model_dir, train, _ = tiny_model
+    monkeypatch.setitem(sys.modules, "ray", None)  # importing ray would fail: it must not be tried
+    outputs = _write(tmp_path / "outputs.jsonl", OUTPUTS[:1])
+    r = invoke("attribute", "run", "--model", model_dir, "--outputs", outputs, "--train", train,
+               "--method", "influence", "--engine", "ray")
+    assert r.exit_code == 1 and "influence runs in this process: drop them" in r.output
+    assert len(r.output.strip().splitlines()) == 1
