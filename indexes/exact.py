@@ -34,6 +34,14 @@ from .text import KeyLookup, content_counts, ngram_hashes, word_hashes
 FILES = ("keys", "key_offsets", "post_work", "post_pos", "key_content", "key_nworks")
 
 
+def save_arrays(folder: Path, index, names) -> list[str]:
+    """Write ``index.<name>`` as ``folder/<name>.npy`` for each name (no pickles); returns the file names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        np.save(folder / f"{name}.npy", np.ascontiguousarray(getattr(index, name)), allow_pickle=False)
+    return [f"{name}.npy" for name in names]
+
+
 def load_arrays(folder: Path, names, kind: str) -> dict[str, "np.ndarray"]:
     """Memory-map ``folder/<name>.npy`` for each name (no pickles); an unreadable file is an IntegrityError."""
     arrays = {}
@@ -127,10 +135,7 @@ class ExactIndex:
                           self.n_works + len(work_words), arrays)
 
     def save(self, folder: Path) -> list[str]:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in FILES:
-            np.save(folder / f"{name}.npy", np.ascontiguousarray(getattr(self, name)), allow_pickle=False)
-        return [f"{name}.npy" for name in FILES]
+        return save_arrays(folder, self, FILES)
 
     @classmethod
     def load(cls, folder: Path, *, n: int, seed: int, min_content_words: int, common_max_works: int,
@@ -182,13 +187,7 @@ class ExactIndex:
         if len(gpos) == 0:
             return out
         kid = idx[gpos]
-        lo = np.asarray(self.key_offsets[kid], dtype=np.int64)
-        cnt = np.asarray(self.key_offsets[kid + 1], dtype=np.int64) - lo
-        total = int(cnt.sum())
-        # posting index of every (hit, posting) pair
-        rep = np.repeat(np.arange(len(kid)), cnt)
-        within = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        post = lo[rep] + within
+        rep, post = self._postings(kid)
         dc = doc_of[gpos][rep]
         di = local[gpos][rep]
         wk = np.asarray(self.post_work[post], dtype=np.int64)
@@ -211,6 +210,15 @@ class ExactIndex:
             out[d].append(Run(w, s, p, e - s + n))
         return [_maximal(r) if r else r for r in out]
 
+    def _postings(self, kid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(rep, post)`` for every (hit, posting) pair of the hit keys ``kid``: the hit's index
+        and the posting's index."""
+        lo = np.asarray(self.key_offsets[kid], dtype=np.int64)
+        cnt = np.asarray(self.key_offsets[kid + 1], dtype=np.int64) - lo
+        rep = np.repeat(np.arange(len(kid)), cnt)
+        within = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        return rep, lo[rep] + within
+
     def runs_reference(self, hashes: np.ndarray) -> list[Run]:
         """The one-text implementation :meth:`runs_many` must equal (kept for tests)."""
         n = self.n
@@ -226,13 +234,7 @@ class ExactIndex:
             return []
         doc_pos = np.nonzero(hit)[0]
         kid = idx[hit]
-        lo = np.asarray(self.key_offsets[kid], dtype=np.int64)
-        cnt = np.asarray(self.key_offsets[kid + 1], dtype=np.int64) - lo
-        total = int(cnt.sum())
-        # posting index of every (hit, posting) pair
-        rep = np.repeat(np.arange(len(kid)), cnt)
-        within = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        post = lo[rep] + within
+        rep, post = self._postings(kid)
         di = doc_pos[rep].astype(np.int64)
         wk = np.asarray(self.post_work[post], dtype=np.int64)
         wp = np.asarray(self.post_pos[post], dtype=np.int64)

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import IntegrityError
-from .exact import load_arrays
+from .exact import load_arrays, save_arrays
 from .text import KeyLookup, ngram_hashes
 
 FILES = ("shingles", "shingle_word", "work_offsets", "win_work", "win_start", "win_len", "signatures")
@@ -301,10 +301,7 @@ class MinHashIndex:
                             num_perm=self.num_perm, seed=self.seed, lsh_threshold=self.lsh_threshold, arrays=arrays)
 
     def save(self, folder: Path) -> list[str]:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in FILES:
-            np.save(folder / f"{name}.npy", np.ascontiguousarray(getattr(self, name)), allow_pickle=False)
-        return [f"{name}.npy" for name in FILES]
+        return save_arrays(folder, self, FILES)
 
     @classmethod
     def load(cls, folder: Path, *, n_works: int, **settings) -> "MinHashIndex":
