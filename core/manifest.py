@@ -7,16 +7,18 @@ results.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import shutil
 import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, ConflictError, InputError
 from .hashing import file_sha256
 
 MANIFEST_NAME = "manifest.json"
@@ -60,6 +62,37 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write`)."""
     data = text.encode("utf-8")
     atomic_write(path, lambda fh: fh.write(data))
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
+    """Fill a folder atomically: yields a temp folder beside ``final`` (``.<name>.<random>``) that
+    becomes ``final`` when the block ends without error; on any error it is removed and ``final``
+    is left as it was.
+
+    ``replace``: an existing ``final`` is swapped aside and removed once the new one is in place;
+    otherwise an existing ``final`` is a :class:`ConflictError` before anything is written.
+    """
+    final = Path(final)
+    if final.exists() and not replace:
+        raise ConflictError(f"{final}: already exists; choose a new folder")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    old = None
+    try:
+        yield tmp
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+            os.replace(final, old / final.name)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not final.exists():
+            os.replace(old / final.name, final)      # put the previous folder back
+            old.rmdir()
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def build_manifest(

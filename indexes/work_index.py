@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -35,9 +33,9 @@ import numpy as np
 
 from ..core.errors import ConfigError, ConflictError, InputError, IntegrityError
 from ..core.hashing import content_hash, file_sha256
-from ..core.manifest import build_manifest, read_manifest, write_manifest
+from ..core.manifest import atomic_dir, build_manifest, read_manifest, write_manifest
 from .config import KINDS, IndexConfig, parse_kinds
-from .exact import ExactIndex
+from .exact import ExactIndex, save_arrays
 from .minhash import MinHashIndex
 from .semantic import SemanticIndex
 from .text import TokenBatch, Tokens, count_words, stopword_mask, tokenize, tokenize_batch, word_hashes
@@ -191,14 +189,8 @@ class WorkIndex:
     def save(self, folder: str | os.PathLike, *, extra: dict | None = None) -> Path:
         """Write the index to ``folder`` atomically (a temporary sibling folder, then a rename)."""
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
-            files: list[str] = []
-            for name, arr in (("word_starts", self.word_starts), ("word_ends", self.word_ends),
-                              ("word_offsets", self.word_offsets)):
-                np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
-                files.append(f"{name}.npy")
+        with atomic_dir(folder, replace=True) as tmp:
+            files = save_arrays(tmp, self, ("word_starts", "word_ends", "word_offsets"))
             (tmp / "works.json").write_text(json.dumps([w.__dict__ for w in self.works], indent=1) + "\n",
                                             encoding="utf-8")
             files.append("works.json")
@@ -212,16 +204,6 @@ class WorkIndex:
                        "files": {f: file_sha256(tmp / f) for f in sorted(files)}, **(extra or {})},
             )
             write_manifest(tmp, manifest)
-            old = None
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-                os.replace(folder, old)
-            os.replace(tmp, folder)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return folder
 
     @classmethod

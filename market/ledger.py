@@ -31,14 +31,12 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..core.errors import ConfigError, ConflictError, InputError, IntegrityError, NotFoundError
-from ..core.manifest import atomic_write_text
+from ..core.manifest import atomic_dir, atomic_write_text
 from .ledger_alloc import Allocation, aggregate_exposure, compute_allocation, holder_account
 from .policy import PricingPolicy, decimal_to_minor, format_minor, policy_from_settings
 from .workspace import transaction
@@ -465,9 +463,7 @@ class Ledger:
         from .ledger_io import period_manifest, period_tables
 
         final = self.period_dir(period)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{period}.", dir=final.parent))
-        try:
+        with atomic_dir(final, replace=True) as tmp:
             tables = period_tables(con, period)
             files = {}
             for name, t in tables.items():
@@ -475,12 +471,6 @@ class Ledger:
                 files[name] = tmp / f"{name}.parquet"
             manifest = period_manifest(con, period, files)
             atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return final / "manifest.json"
 
     # --- verify -----------------------------------------------------------------------------

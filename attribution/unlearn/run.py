@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import secrets
-import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Callable, Mapping, Sequence
 
 from ...core.errors import ConflictError, InputError, IntegrityError, NotFoundError, TributeError
 from ...core.hashing import file_sha256
-from ...core.manifest import atomic_write_text, build_manifest, write_manifest
+from ...core.manifest import atomic_dir, atomic_write_text, build_manifest, write_manifest
 from .certificate import EvalConfig, Targets, build_certificate, evaluate, holdout_memorisation
 from .data import build_data
 from .hf import weight_files
@@ -160,10 +158,9 @@ def _write(out: Path, model, tok, cfg_json: dict, cert: dict, config: UnlearnCon
     from ..lm import save_weights
     from .hf import HFTokenizer, save_hf
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    try:
+    if out.exists():
+        raise ConflictError(f"--out {out}: appeared during the run; choose a new folder")
+    with atomic_dir(out) as tmp:
         marker = {"from": str(model_dir.resolve()), "run_id": cert["run"]["run_id"],
                   "method": config.method, "work_ids": cert["run"]["work_ids"]}
         if isinstance(tok, HFTokenizer):
@@ -179,9 +176,3 @@ def _write(out: Path, model, tok, cfg_json: dict, cert: dict, config: UnlearnCon
                                            packages=("tribute", "torch", "safetensors", "numpy")
                                            + (("transformers", "tokenizers") if isinstance(tok, HFTokenizer) else ()),
                                            extra={"run_id": cert["run"]["run_id"], "work_ids": cert["run"]["work_ids"]}))
-        if out.exists():
-            raise ConflictError(f"--out {out}: appeared during the run; choose a new folder")
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ...core.errors import ConfigError, ConflictError, InputError, NotFoundError
+from ...core.errors import ConfigError, InputError, NotFoundError
 from ...core.hashing import stable_hash64
-from ...core.manifest import atomic_write_text
+from ...core.manifest import atomic_dir, atomic_write_text
 
 STATE = "sisa.json"
 
@@ -84,22 +82,11 @@ def _fresh(lm_config):
     return TinyGPT(lm_config)
 
 
-def _atomic_dir(out: Path):
-    if out.exists():
-        raise ConflictError(f"{out}: already exists; choose a new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    return tmp
-
-
 def sisa_train(docs: Sequence[tuple[str, str]], tok, lm_config, cfg: SISAConfig, out_dir) -> dict:
     """Train the SISA ensemble into the new folder ``out_dir``; return its state (also ``sisa.json``)."""
     if not docs:
         raise InputError("SISA training: no documents; give a non-empty training corpus")
-    out = Path(out_dir)
-    tmp = _atomic_dir(out)
-    try:
+    with atomic_dir(out_dir) as tmp:
         where = assign([d for d, _ in docs], cfg.shards, cfg.slices, cfg.seed)
         t0, steps = time.perf_counter(), 0
         for s in range(cfg.shards):
@@ -109,10 +96,6 @@ def sisa_train(docs: Sequence[tuple[str, str]], tok, lm_config, cfg: SISAConfig,
                  "doc_ids": sorted(where), "removed": [], "requests": []}
         tok.save(tmp / "tokenizer.json")
         atomic_write_text(tmp / STATE, json.dumps(state, indent=2, sort_keys=True))
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return state
 
 
@@ -155,8 +138,7 @@ def sisa_unlearn(folder, docs: Sequence[tuple[str, str]], forget_ids: Sequence[s
         s, j = where[d]
         first[s] = min(first.get(s, cfg.slices), j)
     removed = set(state["removed"]) | set(forget)
-    tmp = _atomic_dir(out)
-    try:
+    with atomic_dir(out) as tmp:
         for f in folder.iterdir():
             if f.is_file():
                 shutil.copy2(f, tmp / f.name)
@@ -174,10 +156,6 @@ def sisa_unlearn(folder, docs: Sequence[tuple[str, str]], forget_ids: Sequence[s
                   "cost_ratio": seconds / state["train_seconds"] if state["train_seconds"] else None}
         state = {**state, "removed": sorted(removed), "requests": state["requests"] + [report]}
         atomic_write_text(tmp / STATE, json.dumps(state, indent=2, sort_keys=True))
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 
