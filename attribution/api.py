@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import shutil
@@ -80,17 +79,9 @@ def _apply(model, sd: dict, label: str) -> None:
                           "saved from this model architecture") from e
 
 
-@functools.lru_cache(maxsize=1)
-def _package_versions() -> tuple:
-    """The versions of ``PACKAGES``, read once per process (importlib.metadata costs ~5 ms a call)."""
-    from ..core.manifest import package_versions
-
-    return tuple(package_versions(PACKAGES).items())
-
-
 def _manifest(kind: str, config: dict, extra: dict | None = None) -> dict:
-    """:func:`build_manifest` with this package set's versions (cached)."""
-    return {**build_manifest(kind, config, packages=(), extra=extra), "packages": dict(_package_versions())}
+    """:func:`build_manifest` with this package set's versions."""
+    return build_manifest(kind, config, packages=PACKAGES, extra=extra)
 
 
 def _tensor_fingerprint(sd: dict) -> str:

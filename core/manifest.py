@@ -8,6 +8,7 @@ results.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -27,13 +28,16 @@ DEFAULT_PACKAGES = ("tribute", "numpy", "pyarrow", "duckdb", "click")
 
 def package_versions(names: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, str | None]:
     """Installed versions of ``names`` (``None`` where a package is not installed)."""
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {name: _package_version(name) for name in names}
+
+
+@functools.lru_cache(maxsize=None)
+def _package_version(name: str) -> str | None:
+    # read once per process: importlib.metadata costs ~5 ms a call, and manifests are written often
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def input_hashes(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
